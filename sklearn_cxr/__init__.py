@@ -1,0 +1,18 @@
+"""sklearn_cxr: scikit-learn compatible transfer learning for chest X-rays."""
+
+from ._backbones import WeightsUnavailableError, list_backbones
+from ._classifier import PretrainedCNNClassifier
+from ._features import PretrainedFeatures
+from ._images import ImageReadError, read_image
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PretrainedCNNClassifier",
+    "PretrainedFeatures",
+    "list_backbones",
+    "read_image",
+    "ImageReadError",
+    "WeightsUnavailableError",
+    "__version__",
+]

@@ -1,0 +1,796 @@
+"""PretrainedCNNClassifier: transfer learning on chest X-rays, the sklearn way."""
+
+from __future__ import annotations
+
+import logging
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from skorch import NeuralNetClassifier
+from skorch.callbacks import Callback, EarlyStopping, EpochScoring, LRScheduler
+from skorch.helper import predefined_split
+from skorch.utils import to_tensor
+
+from ._backbones import CXRNetwork, build_head, load_backbone, probe_features
+from ._features import (
+    PretrainedFeatures,
+    _BackboneParamsMixin,
+    _cpu_state,
+    _restore_state,
+)
+from ._images import ImageDataset, build_transform, check_images
+from ._utils import check_random_seed, resolve_device, seed_everything
+
+__all__ = ["PretrainedCNNClassifier"]
+
+logger = logging.getLogger(__name__)
+
+_MODES = ("finetune", "features")
+
+
+def default_final_estimator():
+    """The final estimator of feature mode when none is given."""
+    return LogisticRegression(max_iter=1000)
+
+
+class _FineTuneSchedule:
+    """Learning-rate factor per optimiser step: fastai's ``fine_tune`` shape.
+
+    The head-only phase (``freeze_epochs``) and the whole-network phase each
+    get a linear warm-up over their first ``warmup`` fraction, then a cosine
+    decay to zero.
+    """
+
+    def __init__(self, steps_per_epoch, freeze_epochs, max_epochs, warmup=0.1):
+        self.steps_per_epoch = steps_per_epoch
+        self.freeze_epochs = freeze_epochs
+        self.max_epochs = max_epochs
+        self.warmup = warmup
+
+    def __call__(self, step):
+        boundary = self.freeze_epochs * self.steps_per_epoch
+        total = self.max_epochs * self.steps_per_epoch
+        if step < boundary:
+            start, length = 0, boundary
+        else:
+            start, length = boundary, max(total - boundary, 1)
+        t = min(max((step - start) / length, 0.0), 1.0)
+        if t < self.warmup:
+            return max(t / self.warmup, 0.01)
+        t = (t - self.warmup) / (1.0 - self.warmup)
+        return max(0.5 * (1.0 + math.cos(math.pi * t)), 0.01)
+
+
+class _FreezeBody(Callback):
+    """Train only the new head for the first ``freeze_epochs`` epochs."""
+
+    def __init__(self, freeze_epochs):
+        self.freeze_epochs = freeze_epochs
+
+    def on_epoch_begin(self, net, **kwargs):
+        epoch = len(net.history)  # 1-based: the row of this epoch exists
+        net.module_.body.requires_grad_(epoch > self.freeze_epochs)
+
+
+def _valid_roc_auc(net, X, y):
+    """ROC AUC of the validation set (one-vs-rest for several classes)."""
+    y = np.asarray(y)
+    proba = net.predict_proba(X)
+    if len(np.unique(y)) < 2:
+        return float(np.mean(proba.argmax(axis=1) == y))
+    if proba.shape[1] == 2:
+        return float(roc_auc_score(y, proba[:, 1]))
+    return float(
+        roc_auc_score(y, proba, multi_class="ovr", labels=np.arange(proba.shape[1]))
+    )
+
+
+class _CXRNet(NeuralNetClassifier):
+    """skorch classifier with per-sample weights and mixed precision."""
+
+    def __init__(self, *args, amp=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.amp = amp
+
+    def _autocast(self):
+        device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
+        dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
+        return torch.autocast(device_type=device_type, dtype=dtype, enabled=self.amp)
+
+    def infer(self, x, **fit_params):
+        with self._autocast():
+            return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        y_true = to_tensor(y_true, device=self.device)
+        losses = self.criterion_(y_pred.float(), y_true)
+        if isinstance(X, dict) and "sample_weight" in X:
+            weight = to_tensor(X["sample_weight"], device=self.device).float()
+            return (losses * weight).sum() / weight.sum().clamp_min(1e-12)
+        return losses.mean()
+
+    def initialize(self):
+        super().initialize()
+        enabled = self.amp and str(self.device).startswith("cuda")
+        self.grad_scaler_ = torch.amp.GradScaler("cuda", enabled=enabled)
+        return self
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, yi = batch
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        self.grad_scaler_.scale(loss).backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def train_step(self, batch, **fit_params):
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        self.notify(
+            "on_grad_computed",
+            named_parameters=list(self.get_all_learnable_params()),
+            batch=batch,
+        )
+        for name in self._optimizers:
+            self.grad_scaler_.step(getattr(self, name + "_"))
+        self.grad_scaler_.update()
+        return step
+
+
+class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimator):
+    """Chest X-ray classifier by transfer learning from an ImageNet backbone.
+
+    A torchvision (or timm) backbone pretrained on ImageNet has its final
+    classification layer replaced by a new head with one output per class,
+    optionally with hidden layers in between. In ``mode="finetune"`` the
+    network is trained with skorch: first the new head alone for
+    ``freeze_epochs`` epochs, then the whole network with the body at a lower
+    learning rate (``lr * body_lr_factor``), under a warm-up and cosine
+    schedule, with early stopping on the ROC AUC of an internal validation
+    split made by patient when ``groups`` are given. In ``mode="features"``
+    the frozen backbone embeds each image (:class:`PretrainedFeatures`) and
+    ``final_estimator`` is fit on the embeddings, the recipe of Kermany et
+    al. (2018).
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module, default="resnet18"
+        A torchvision classification model name (see :func:`list_backbones`),
+        ``"timm:<name>"`` with the optional ``timm`` dependency, or an
+        ``nn.Module`` whose classifier is named ``fc``, ``classifier``,
+        ``head`` or ``heads``.
+    weights : str, os.PathLike or None, default="DEFAULT"
+        A torchvision weights name (``"DEFAULT"``, ``"IMAGENET1K_V1"``...), a
+        path to a state-dict file (``torch.load(weights_only=True)``; missing
+        or unexpected keys are reported by name) or None for random
+        initialisation. Weights that cannot be downloaded raise
+        :class:`~sklearn_cxr.WeightsUnavailableError` naming the file to put
+        under ``$TORCH_HOME/hub/checkpoints/``; never a silent random init.
+    mode : {"finetune", "features"}, default="finetune"
+        Fine-tune the network, or fit ``final_estimator`` on frozen features.
+    image_size : int, default=224
+        Images of any size are resized to ``image_size x image_size``.
+    hidden_units : tuple of int, default=()
+        Widths of hidden layers (ReLU) between the backbone and the new head.
+    dropout : float, default=0.0
+        Dropout before each layer of the head.
+    max_epochs : int, default=10
+        Training epochs (finetune mode).
+    batch_size : int, default=32
+        Images per batch, for training and inference.
+    lr : float, default=1e-3
+        Learning rate of the head (AdamW); the body gets ``lr *
+        body_lr_factor``.
+    freeze_epochs : int, default=1
+        Epochs at the start during which only the new head trains.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the loss (finetune) or in the final
+        estimator (features). "balanced" suits the imbalanced Kermany data
+        (74% pneumonia) when sensitivity and specificity matter equally.
+    augment : bool, default=True
+        Random resized crops close to the full image, small rotations and
+        shifts, brightness and contrast jitter while training; no horizontal
+        flip (the heart is on the left).
+    final_estimator : estimator or None, default=None
+        Feature mode's classifier; None means ``LogisticRegression(
+        max_iter=1000)``. Nested parameters such as ``final_estimator__C``
+        work with ``set_params`` and grid search even when this is None.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        ``"auto"`` trains on CUDA when available, else on the CPU.
+    num_workers : int, default=0
+        DataLoader workers decoding images.
+    random_state : int, RandomState or None, default=None
+        Seeds weights of the head, shuffling, augmentation and the validation
+        split. Two CPU fits with the same seed give identical predictions.
+    verbose : int, default=0
+        Per-epoch table (finetune) or progress bar (features) when > 0.
+    validation_fraction : float or None, default=0.1
+        Share of the training images held out (by patient when ``groups`` are
+        passed to ``fit``) to monitor ROC AUC each epoch, stop early and
+        restore the best epoch. None trains on everything for ``max_epochs``.
+    patience : int, default=3
+        Epochs without improvement of the validation ROC AUC before stopping.
+    body_lr_factor : float, default=0.1
+        Learning rate of the pretrained body relative to ``lr``.
+    weight_decay : float, default=1e-4
+        AdamW weight decay.
+    callbacks : list of skorch callbacks or (name, callback) tuples, default=None
+        Extra skorch callbacks (checkpoints, schedules...). Their parameters
+        can be set the skorch way, ``callbacks__<name>__<param>``.
+    amp : {"auto", True, False}, default="auto"
+        Mixed precision; "auto" enables it on CUDA.
+    standardize : bool, default=True
+        Feature mode: standardise the embeddings before ``final_estimator``.
+    memory : str, joblib.Memory or None, default=None
+        Feature mode: cache of embeddings (see :class:`PretrainedFeatures`).
+    in_chans : {1, 3}, default=3
+        3 replicates grayscale images to RGB; 1 sums the stem's pretrained
+        RGB filters and feeds one channel.
+    equalize : bool, default=False
+        Equalise each image's histogram first (reduces acquisition shift).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The labels, as given in ``y``.
+    n_classes_ : int
+    device_ : str
+        Device the model was fitted on.
+    net_ : skorch.NeuralNetClassifier
+        Finetune mode: the fitted skorch net (``net_.history``).
+    module_ : torch.nn.Module
+        Finetune mode: the network (``body`` then ``head``).
+    features_ : PretrainedFeatures
+        Feature mode: the fitted embedding transformer.
+    final_estimator_ : estimator
+        Feature mode: the fitted final estimator.
+
+    See Also
+    --------
+    PretrainedFeatures : the frozen backbone as a transformer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_cxr import PretrainedCNNClassifier
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.randint(0, 255, (8, 32, 32), dtype=np.uint8)
+    >>> y = np.array(["NORMAL", "PNEUMONIA"] * 4)
+    >>> clf = PretrainedCNNClassifier(backbone="resnet18", weights=None,
+    ...     image_size=32, max_epochs=1, random_state=0)
+    >>> clf.fit(X, y).predict(X[:2]).shape
+    (2,)
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone="resnet18",
+        weights="DEFAULT",
+        mode="finetune",
+        image_size=224,
+        hidden_units=(),
+        dropout=0.0,
+        max_epochs=10,
+        batch_size=32,
+        lr=1e-3,
+        freeze_epochs=1,
+        class_weight=None,
+        augment=True,
+        final_estimator=None,
+        device="auto",
+        num_workers=0,
+        random_state=None,
+        verbose=0,
+        validation_fraction=0.1,
+        patience=3,
+        body_lr_factor=0.1,
+        weight_decay=1e-4,
+        callbacks=None,
+        amp="auto",
+        standardize=True,
+        memory=None,
+        in_chans=3,
+        equalize=False,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.mode = mode
+        self.image_size = image_size
+        self.hidden_units = hidden_units
+        self.dropout = dropout
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.freeze_epochs = freeze_epochs
+        self.class_weight = class_weight
+        self.augment = augment
+        self.final_estimator = final_estimator
+        self.device = device
+        self.num_workers = num_workers
+        self.random_state = random_state
+        self.verbose = verbose
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.body_lr_factor = body_lr_factor
+        self.weight_decay = weight_decay
+        self.callbacks = callbacks
+        self.amp = amp
+        self.standardize = standardize
+        self.memory = memory
+        self.in_chans = in_chans
+        self.equalize = equalize
+
+    # ------------------------------------------------------------------ params
+    def set_params(self, **params):
+        """Set parameters, including nested ones of the default estimator.
+
+        ``final_estimator__C=...`` works while ``final_estimator`` is None:
+        the default ``LogisticRegression(max_iter=1000)`` is made explicit
+        first. ``callbacks__<name>__<param>`` reaches a named callback.
+        """
+        nested_final = [k for k in params if k.startswith("final_estimator__")]
+        if nested_final and params.get("final_estimator", self.final_estimator) is None:
+            params = dict(params)
+            params.setdefault("final_estimator", default_final_estimator())
+            if params["final_estimator"] is None:
+                params["final_estimator"] = default_final_estimator()
+        callback_params = {
+            k: params.pop(k) for k in list(params) if k.startswith("callbacks__")
+        }
+        super().set_params(**params)
+        for key, value in callback_params.items():
+            _, name, param = key.split("__", 2)
+            callback = dict(self._named_callbacks()).get(name)
+            if callback is None:
+                raise ValueError(
+                    f"No callback named {name!r} for {key!r}; named callbacks: "
+                    f"{[n for n, _ in self._named_callbacks()]}."
+                )
+            callback.set_params(**{param: value})
+        return self
+
+    def _named_callbacks(self):
+        named = []
+        for item in self.callbacks or ():
+            if isinstance(item, tuple):
+                named.append(item)
+            else:
+                named.append((type(item).__name__, item))
+        return named
+
+    def _validate_params_values(self):
+        self._check_common_params()
+        if self.mode not in _MODES:
+            raise ValueError(
+                f"mode must be 'finetune' or 'features', got {self.mode!r}."
+            )
+        if not isinstance(self.max_epochs, Integral) or self.max_epochs < 1:
+            raise ValueError(
+                f"max_epochs must be a positive integer, got {self.max_epochs!r}."
+            )
+        if not isinstance(self.freeze_epochs, Integral) or self.freeze_epochs < 0:
+            raise ValueError(
+                f"freeze_epochs must be an integer >= 0, got {self.freeze_epochs!r}."
+            )
+        if not isinstance(self.lr, Real) or not self.lr > 0:
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}.")
+        if not isinstance(self.dropout, Real) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}.")
+        if not all(
+            isinstance(u, Integral) and u > 0 for u in tuple(self.hidden_units)
+        ):
+            raise ValueError(
+                "hidden_units must be a tuple of positive integers, got "
+                f"{self.hidden_units!r}."
+            )
+        frac = self.validation_fraction
+        if frac is not None and not (isinstance(frac, Real) and 0 < frac < 0.5):
+            raise ValueError(
+                f"validation_fraction must be None or in (0, 0.5), got {frac!r}."
+            )
+        if self.amp not in ("auto", True, False):
+            raise ValueError(f"amp must be 'auto', True or False, got {self.amp!r}.")
+        if not (
+            self.class_weight is None
+            or self.class_weight == "balanced"
+            or isinstance(self.class_weight, dict)
+        ):
+            raise ValueError(
+                "class_weight must be None, 'balanced' or a dict {label: weight}, "
+                f"got {self.class_weight!r}."
+            )
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, X, y, groups=None, sample_weight=None):
+        """Fit the classifier.
+
+        Parameters
+        ----------
+        X : ndarray or sequence of paths / PIL images / arrays
+            ``(n, H, W)`` or ``(n, H, W, C)`` images with ``C`` in {1, 3},
+            uint8 (0-255) or float (0-1), or a sequence of image files (str or
+            os.PathLike), PIL images or arrays of any sizes.
+        y : array-like of shape (n_samples,)
+            Labels of any type, at least two classes.
+        groups : array-like of shape (n_samples,), default=None
+            Patient ids; the internal validation split keeps each patient on
+            one side.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-image weights of the loss (finetune) or of the final estimator.
+
+        Returns
+        -------
+        self : PretrainedCNNClassifier
+        """
+        self._validate_params_values()
+        images = check_images(X)
+        y = self._check_targets(y, len(images))
+        if groups is not None:
+            groups = np.asarray(groups)
+            if len(groups) != len(images):
+                raise ValueError(
+                    f"groups has {len(groups)} entries but X has {len(images)} "
+                    "images; pass one patient id per image."
+                )
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, np.empty(len(images)))
+        classes, y_encoded = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"y has a single class ({classes[0]!r}); a classifier needs at "
+                "least 2 classes."
+            )
+        seed = check_random_seed(self.random_state)
+        device = resolve_device(self.device)
+        # Build into a new estimator state and commit only on success, so that
+        # a refused or interrupted-before-training fit leaves the model as it was.
+        if self.mode == "features":
+            fitted = self._fit_features(images, y_encoded, classes, seed, sample_weight)
+        else:
+            fitted = self._fit_finetune(
+                images, y_encoded, classes, seed, device, groups, sample_weight
+            )
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, key)
+        self.__dict__.update(fitted)
+        self.classes_ = classes
+        self.n_classes_ = len(classes)
+        return self
+
+    def _check_targets(self, y, n_images):
+        if y is None:
+            raise ValueError("y is required: pass one label per image.")
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-d (one label per image), got {y.shape}.")
+        if len(y) != n_images:
+            raise ValueError(
+                f"X has {n_images} images but y has {len(y)} labels; they must "
+                "have the same length."
+            )
+        if y.dtype == object:
+            kinds = {type(v).__name__ for v in y}
+            numeric = {"int", "float", "bool"} | {
+                t for t in kinds if t.startswith(("int", "float", "uint"))
+            }
+            if len(kinds) > 1 and not kinds <= numeric:
+                raise TypeError(
+                    f"y mixes label types ({', '.join(sorted(kinds))}); use one type "
+                    "for all labels, e.g. all strings."
+                )
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or infinite labels.")
+        check_classification_targets(y)
+        return y
+
+    def _class_weight_vector(self, classes, y_encoded):
+        if self.class_weight is None:
+            return None
+        if self.class_weight == "balanced":
+            return compute_class_weight(
+                "balanced", classes=np.arange(len(classes)), y=y_encoded
+            )
+        unknown = [k for k in self.class_weight if k not in set(classes.tolist())]
+        if unknown:
+            raise ValueError(
+                f"class_weight names labels {unknown} that are not in y "
+                f"(classes: {classes.tolist()})."
+            )
+        return np.asarray(
+            [float(self.class_weight.get(c, 1.0)) for c in classes.tolist()]
+        )
+
+    def _fit_features(self, images, y_encoded, classes, seed, sample_weight):
+        features = PretrainedFeatures(
+            backbone=self.backbone,
+            weights=self.weights,
+            image_size=self.image_size,
+            batch_size=self.batch_size,
+            device=self.device,
+            num_workers=self.num_workers,
+            random_state=seed,
+            verbose=self.verbose,
+            memory=self.memory,
+            in_chans=self.in_chans,
+            equalize=self.equalize,
+        ).fit()
+        embeddings = features.transform(images)
+        scaler = StandardScaler().fit(embeddings) if self.standardize else None
+        if scaler is not None:
+            embeddings = scaler.transform(embeddings)
+        estimator = clone(
+            self.final_estimator
+            if self.final_estimator is not None
+            else default_final_estimator()
+        )
+        if self.class_weight is not None:
+            if "class_weight" in estimator.get_params():
+                weights = self._class_weight_vector(classes, y_encoded)
+                estimator.set_params(
+                    class_weight=dict(enumerate(weights.tolist()))
+                )
+            else:
+                extra = compute_sample_weight(
+                    dict(
+                        enumerate(self._class_weight_vector(classes, y_encoded))
+                    ),
+                    y_encoded,
+                )
+                sample_weight = extra if sample_weight is None else sample_weight * extra
+        if "random_state" in estimator.get_params() and estimator.get_params()[
+            "random_state"
+        ] is None:
+            estimator.set_params(random_state=seed % (2**31))
+        if sample_weight is not None:
+            estimator.fit(embeddings, y_encoded, sample_weight=sample_weight)
+        else:
+            estimator.fit(embeddings, y_encoded)
+        return {
+            "features_": features,
+            "scaler_": scaler,
+            "final_estimator_": estimator,
+            "device_": features.device_,
+            "seed_": seed,
+        }
+
+    def _split_validation(self, y_encoded, groups, seed):
+        frac = self.validation_fraction
+        if frac is None:
+            return None
+        n_splits = max(2, int(round(1.0 / frac)))
+        if np.bincount(y_encoded).min() < n_splits:
+            logger.info(
+                "Too few images per class for a %d-fold validation split: "
+                "training without early stopping.",
+                n_splits,
+            )
+            return None
+        dummy = np.zeros(len(y_encoded))
+        if groups is not None and len(np.unique(groups)) >= n_splits:
+            splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+            train, valid = next(splitter.split(dummy, y_encoded, groups))
+        else:
+            splitter = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
+            train, valid = next(splitter.split(dummy, y_encoded))
+        if len(np.unique(y_encoded[valid])) < 2:
+            return None
+        return train, valid
+
+    def _fit_finetune(
+        self, images, y_encoded, classes, seed, device, groups, sample_weight
+    ):
+        seed_everything(seed)
+        spec = load_backbone(self.backbone, self.weights, in_chans=self.in_chans)
+        n_features = probe_features(spec.body, self.image_size, self.in_chans)
+        head = build_head(
+            n_features, len(classes), tuple(self.hidden_units), float(self.dropout)
+        )
+        module = CXRNetwork(spec.body, head)
+        common = {
+            "mean": spec.mean,
+            "std": spec.std,
+            "channels": self.in_chans,
+            "interpolation": spec.interpolation,
+            "equalize": self.equalize,
+        }
+        train_tf = build_transform(
+            self.image_size, train=True, augment=self.augment, **common
+        )
+        eval_tf = build_transform(self.image_size, train=False, **common)
+
+        split = self._split_validation(y_encoded, groups, seed)
+        if split is None:
+            train_idx, valid_ds = np.arange(len(images)), None
+        else:
+            train_idx, valid_idx = split
+            valid_ds = ImageDataset(
+                images.take(valid_idx), y_encoded[valid_idx], transform=eval_tf
+            )
+        train_ds = ImageDataset(
+            images.take(train_idx),
+            y_encoded[train_idx],
+            transform=train_tf,
+            sample_weight=None if sample_weight is None else sample_weight[train_idx],
+        )
+        steps_per_epoch = math.ceil(len(train_ds) / self.batch_size)
+        callbacks = [
+            ("freeze_body", _FreezeBody(self.freeze_epochs)),
+            (
+                "lr_schedule",
+                LRScheduler(
+                    policy=torch.optim.lr_scheduler.LambdaLR,
+                    lr_lambda=_FineTuneSchedule(
+                        steps_per_epoch, self.freeze_epochs, self.max_epochs
+                    ),
+                    step_every="batch",
+                ),
+            ),
+        ]
+        if valid_ds is not None:
+            callbacks += [
+                (
+                    "valid_auc",
+                    EpochScoring(
+                        _valid_roc_auc, lower_is_better=False, name="valid_auc"
+                    ),
+                ),
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_auc",
+                        lower_is_better=False,
+                        patience=self.patience,
+                        load_best=True,
+                    ),
+                ),
+            ]
+        callbacks += [(name, clone(cb)) for name, cb in self._named_callbacks()]
+        class_weight = self._class_weight_vector(classes, y_encoded)
+        pin = device.startswith("cuda")
+        amp = device.startswith("cuda") if self.amp == "auto" else bool(self.amp)
+        net = _CXRNet(
+            module,
+            criterion=torch.nn.CrossEntropyLoss,
+            criterion__reduction="none",
+            criterion__weight=None
+            if class_weight is None
+            else torch.as_tensor(class_weight, dtype=torch.float32),
+            optimizer=torch.optim.AdamW,
+            optimizer__weight_decay=self.weight_decay,
+            optimizer__param_groups=[
+                ("body.*", {"lr": self.lr * self.body_lr_factor})
+            ],
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=None if valid_ds is None else predefined_split(valid_ds),
+            iterator_train__shuffle=True,
+            iterator_train__num_workers=self.num_workers,
+            iterator_train__pin_memory=pin,
+            iterator_valid__num_workers=self.num_workers,
+            iterator_valid__pin_memory=pin,
+            callbacks=callbacks,
+            classes=list(range(len(classes))),
+            device=device,
+            amp=amp,
+            verbose=self.verbose,
+        )
+        if device.startswith("cuda"):
+            module.to(memory_format=torch.channels_last)
+        net.fit(train_ds, y=None)
+        # The fitted model keeps weights, not the data it was trained on.
+        net.train_split = None
+        for _, callback in net.callbacks_:
+            if hasattr(callback, "best_model_weights_"):
+                callback.best_model_weights_ = None
+        net.module_.eval()
+        return {
+            "net_": net,
+            "device_": device,
+            "seed_": seed,
+            "mean_": spec.mean,
+            "std_": spec.std,
+            "interpolation_": spec.interpolation,
+        }
+
+    # ----------------------------------------------------------------- predict
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : ndarray or sequence of paths / PIL images / arrays
+            Images of any size.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self, "classes_")
+        images = check_images(X)
+        if self.mode_fitted_ == "features":
+            embeddings = self.features_.transform(images)
+            if self.scaler_ is not None:
+                embeddings = self.scaler_.transform(embeddings)
+            proba = self.final_estimator_.predict_proba(embeddings)
+            # the final estimator saw encoded labels 0..n-1; align columns
+            full = np.zeros((len(images), self.n_classes_), dtype=np.float64)
+            full[:, self.final_estimator_.classes_.astype(int)] = proba
+            return full
+        dataset = ImageDataset(images, transform=self._eval_transform())
+        self.net_.module_.eval()
+        return self.net_.predict_proba(dataset).astype(np.float64)
+
+    def predict(self, X):
+        """Predicted labels, of the same type as ``y`` in fit.
+
+        Parameters
+        ----------
+        X : ndarray or sequence of paths / PIL images / arrays
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    @property
+    def mode_fitted_(self):
+        """The mode the model was fitted in."""
+        check_is_fitted(self, "classes_")
+        return "features" if hasattr(self, "final_estimator_") else "finetune"
+
+    @property
+    def module_(self):
+        """The fitted network (finetune mode)."""
+        check_is_fitted(self, "net_")
+        return self.net_.module_
+
+    @property
+    def history_(self):
+        """skorch's per-epoch history (finetune mode)."""
+        check_is_fitted(self, "net_")
+        return self.net_.history
+
+    def _eval_transform(self):
+        return build_transform(
+            self.image_size,
+            mean=self.mean_,
+            std=self.std_,
+            channels=self.in_chans,
+            interpolation=self.interpolation_,
+            train=False,
+            equalize=self.equalize,
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.device == "cuda"
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.input_tags.string = True
+        tags.classifier_tags.poor_score = True
+        return tags
+
+    def __getstate__(self):
+        return _cpu_state(self, ())
+
+    def __setstate__(self, state):
+        _restore_state(self, state, ())
+        net = state.get("net_")
+        if net is not None:
+            self.device_ = str(net.device)

@@ -1,0 +1,333 @@
+"""PretrainedFeatures: a frozen pretrained backbone as a scikit-learn transformer."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import os
+from numbers import Integral
+
+import joblib
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._backbones import load_backbone, probe_features
+from ._images import ImageDataset, build_transform, check_images
+from ._utils import check_random_seed, make_loader, resolve_device, seed_everything
+
+__all__ = ["PretrainedFeatures"]
+
+logger = logging.getLogger(__name__)
+
+
+class _BackboneParamsMixin:
+    """Validation and set-up shared by both estimators."""
+
+    def _check_common_params(self):
+        if not isinstance(self.image_size, Integral) or self.image_size < 8:
+            raise ValueError(
+                f"image_size must be an integer >= 8, got {self.image_size!r}."
+            )
+        if not isinstance(self.batch_size, Integral) or self.batch_size < 1:
+            raise ValueError(
+                f"batch_size must be a positive integer, got {self.batch_size!r}."
+            )
+        if not isinstance(self.num_workers, Integral) or self.num_workers < 0:
+            raise ValueError(
+                f"num_workers must be an integer >= 0, got {self.num_workers!r}."
+            )
+        if self.in_chans not in (1, 3):
+            raise ValueError(f"in_chans must be 1 or 3, got {self.in_chans!r}.")
+
+    def _eval_transform(self):
+        return build_transform(
+            self.image_size,
+            mean=self.mean_,
+            std=self.std_,
+            channels=self.in_chans,
+            interpolation=self.interpolation_,
+            train=False,
+            equalize=self.equalize,
+        )
+
+
+def _weights_identity(weights):
+    """What identifies the weights in a cache key: name, or file content hash."""
+    if weights is None:
+        return None
+    if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
+        digest = hashlib.sha256()
+        with open(weights, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return "sha256:" + digest.hexdigest()
+    return str(weights)
+
+
+def _images_digest(images):
+    digest = hashlib.sha256()
+    for item in images.fingerprint_items():
+        digest.update(hashlib.sha256(item).digest())
+    return digest.hexdigest()
+
+
+def _embed_cached(key, config, *, transformer, images):
+    """Target of ``joblib.Memory``: only ``key`` and ``config`` are hashed."""
+    return transformer._embed(images)
+
+
+class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
+    """Embed images with a frozen pretrained backbone.
+
+    ``fit`` loads the backbone and its weights (nothing is learned from
+    ``X``); ``transform`` returns the pooled embedding of each image. This is
+    what :class:`PretrainedCNNClassifier` uses in ``mode="features"``, and it
+    fits in any Pipeline.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module, default="resnet18"
+        A torchvision model name (see :func:`list_backbones`),
+        ``"timm:<name>"`` with the optional ``timm`` dependency, or a module.
+        Its classification layer is removed.
+    weights : str, os.PathLike or None, default="DEFAULT"
+        A torchvision weights name (``"DEFAULT"``, ``"IMAGENET1K_V1"``...), a
+        path to a state-dict file (loaded with ``weights_only=True``) or None
+        for random initialisation. Weights that cannot be downloaded raise
+        :class:`~sklearn_cxr.WeightsUnavailableError`; there is no silent
+        fallback to random weights.
+    image_size : int, default=224
+        Images are resized to ``image_size x image_size``.
+    batch_size : int, default=32
+        Images per forward pass.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        ``"auto"`` uses CUDA when available.
+    num_workers : int, default=0
+        DataLoader worker processes decoding images.
+    random_state : int, RandomState or None, default=None
+        Seeds the random initialisation when ``weights=None``.
+    verbose : int, default=0
+        Progress bar when > 0.
+    memory : str, joblib.Memory or None, default=None
+        Cache of embeddings. The key covers the image content, the backbone,
+        the weights (file content for paths), the image size, the
+        preprocessing and the seed where weights are random.
+    in_chans : {1, 3}, default=3
+        Channels fed to the network. 3 replicates grayscale images; 1 converts
+        to grayscale and sums the stem convolution's pretrained RGB filters.
+    equalize : bool, default=False
+        Equalise each image's histogram before resizing.
+
+    Attributes
+    ----------
+    backbone_ : torch.nn.Module
+        The headless backbone, in eval mode.
+    n_features_out_ : int
+        Width of the embedding.
+    device_ : str
+        Device used.
+    mean_, std_ : tuple of float
+        Normalisation statistics of the weights.
+
+    See Also
+    --------
+    PretrainedCNNClassifier : fine-tuning or frozen-feature classifier.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_cxr import PretrainedFeatures
+    >>> X = np.random.RandomState(0).randint(0, 255, (4, 32, 32), dtype=np.uint8)
+    >>> feats = PretrainedFeatures(backbone="resnet18", weights=None,
+    ...                            image_size=32, random_state=0)
+    >>> feats.fit_transform(X).shape
+    (4, 512)
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone="resnet18",
+        weights="DEFAULT",
+        image_size=224,
+        batch_size=32,
+        device="auto",
+        num_workers=0,
+        random_state=None,
+        verbose=0,
+        memory=None,
+        in_chans=3,
+        equalize=False,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.device = device
+        self.num_workers = num_workers
+        self.random_state = random_state
+        self.verbose = verbose
+        self.memory = memory
+        self.in_chans = in_chans
+        self.equalize = equalize
+
+    def fit(self, X=None, y=None):
+        """Load the backbone and its weights.
+
+        Parameters
+        ----------
+        X : ignored
+            Accepted (and validated when given) for Pipeline compatibility.
+        y : ignored
+
+        Returns
+        -------
+        self : PretrainedFeatures
+        """
+        self._check_common_params()
+        if X is not None:
+            images = check_images(X)
+            self.n_images_seen_ = len(images)  # informative only
+        self.seed_ = check_random_seed(self.random_state)
+        seed_everything(self.seed_)
+        self.device_ = resolve_device(self.device)
+        spec = load_backbone(self.backbone, self.weights, in_chans=self.in_chans)
+        self.mean_, self.std_ = spec.mean, spec.std
+        self.interpolation_ = spec.interpolation
+        self.n_features_out_ = probe_features(spec.body, self.image_size, self.in_chans)
+        self.backbone_ = spec.body.eval().to(self.device_)
+        if self.device_.startswith("cuda"):
+            self.backbone_ = self.backbone_.to(memory_format=torch.channels_last)
+        return self
+
+    def _config(self):
+        backbone = self.backbone
+        if isinstance(backbone, torch.nn.Module):
+            backbone = joblib.hash(
+                {k: v.cpu().numpy() for k, v in backbone.state_dict().items()}
+            )
+        return {
+            "backbone": backbone,
+            "weights": _weights_identity(self.weights),
+            "image_size": int(self.image_size),
+            "in_chans": int(self.in_chans),
+            "equalize": bool(self.equalize),
+            "mean": tuple(self.mean_),
+            "std": tuple(self.std_),
+            "interpolation": self.interpolation_,
+            "seed": self.seed_ if self.weights is None else None,
+            "version": 1,
+        }
+
+    def transform(self, X):
+        """Embed images.
+
+        Parameters
+        ----------
+        X : array-like or sequence of paths / PIL images
+            See :class:`PretrainedCNNClassifier` for the accepted forms.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        check_is_fitted(self, "backbone_")
+        images = check_images(X)
+        memory = joblib.Memory(self.memory, verbose=0) if isinstance(
+            self.memory, (str, os.PathLike)
+        ) else self.memory
+        if memory is None or getattr(memory, "location", None) is None:
+            return self._embed(images)
+        cached = memory.cache(_embed_cached, ignore=["transformer", "images"])
+        return cached(
+            _images_digest(images), self._config(), transformer=self, images=images
+        )
+
+    def _embed(self, images):
+        dataset = ImageDataset(images, transform=self._eval_transform())
+        loader = make_loader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            device=self.device_,
+        )
+        out = np.empty((len(images), self.n_features_out_), dtype=np.float32)
+        start = 0
+        iterator = loader
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(loader, desc="Embedding images", unit="batch")
+        channels_last = self.device_.startswith("cuda")
+        self.backbone_.eval()
+        with torch.inference_mode():
+            for inputs, _ in iterator:
+                batch = inputs["x"].to(self.device_, non_blocking=True)
+                if channels_last:
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(
+                    device_type="cuda", enabled=self.device_.startswith("cuda")
+                ):
+                    features = self.backbone_(batch)
+                stop = start + features.shape[0]
+                out[start:stop] = features.float().cpu().numpy()
+                start = stop
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        """Names ``embedding0``, ``embedding1``..."""
+        check_is_fitted(self, "n_features_out_")
+        return np.asarray(
+            [f"embedding{i}" for i in range(self.n_features_out_)], dtype=object
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = True
+        tags.non_deterministic = self.device == "cuda"
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.input_tags.string = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    def __getstate__(self):
+        return _cpu_state(self, ("backbone_",))
+
+    def __setstate__(self, state):
+        _restore_state(self, state, ("backbone_",))
+
+
+def _cpu_state(estimator, module_attrs):
+    """Pickle state with the torch modules moved to the CPU.
+
+    A model fitted on CUDA then loads on a machine without a GPU.
+    """
+    state = estimator.__dict__.copy()
+    for attr in module_attrs:
+        module = state.get(attr)
+        if module is not None and any(
+            p.is_cuda for p in module.parameters()
+        ):
+            state[attr] = copy.deepcopy(module).cpu()
+    return state
+
+
+def _restore_state(estimator, state, module_attrs):
+    estimator.__dict__.update(state)
+    fitted_on = state.get("device_")
+    if fitted_on is None:
+        return
+    if str(fitted_on).startswith("cuda") and not torch.cuda.is_available():
+        logger.warning(
+            "Model fitted on %s loaded on a machine without CUDA: using the CPU.",
+            fitted_on,
+        )
+        estimator.device_ = "cpu"
+    for attr in module_attrs:
+        module = state.get(attr)
+        if module is not None:
+            setattr(estimator, attr, module.to(estimator.device_))

@@ -1,0 +1,67 @@
+"""Small helpers shared by the estimators: device, seeding, data loaders."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["resolve_device", "seed_everything", "make_loader", "check_random_seed"]
+
+
+def resolve_device(device):
+    """Turn ``"auto"`` into ``"cuda"`` or ``"cpu"`` and check the request."""
+    if device is None or device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}.")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available on this "
+            "machine; use device='auto' or 'cpu'."
+        )
+    try:
+        torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+        ) from exc
+    return device
+
+
+def check_random_seed(random_state):
+    """Return an int seed from ``random_state`` (None draws one)."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0])
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state)
+    raise ValueError(
+        f"random_state must be None, an int or a RandomState, got {random_state!r}."
+    )
+
+
+def seed_everything(seed):
+    """Seed Python, numpy and torch so that CPU runs repeat exactly."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def make_loader(dataset, *, batch_size, num_workers, device, shuffle=False, seed=0):
+    """A DataLoader with the settings that suit ``device``."""
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        pin_memory=str(device).startswith("cuda"),
+        persistent_workers=False,
+        generator=generator,
+    )
