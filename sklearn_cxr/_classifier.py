@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -17,7 +18,14 @@ from sklearn.utils.class_weight import compute_class_weight, compute_sample_weig
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback, EarlyStopping, EpochScoring, LRScheduler
+from skorch.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    EpochScoring,
+    LoadInitState,
+    LRScheduler,
+)
 from skorch.helper import predefined_split
 from skorch.utils import to_tensor
 
@@ -29,7 +37,12 @@ from ._features import (
     _restore_state,
 )
 from ._images import ImageDataset, build_transform, check_images
-from ._utils import check_random_seed, resolve_device, seed_everything
+from ._utils import (
+    check_random_seed,
+    explain_out_of_memory,
+    resolve_device,
+    seed_everything,
+)
 
 __all__ = ["PretrainedCNNClassifier"]
 
@@ -109,7 +122,9 @@ class _CXRNet(NeuralNetClassifier):
 
     def infer(self, x, **fit_params):
         with self._autocast():
-            return super().infer(x, **fit_params)
+            out = super().infer(x, **fit_params)
+        # half-precision logits leave the autocast region as float32
+        return out.float() if torch.is_tensor(out) else out
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         y_true = to_tensor(y_true, device=self.device)
@@ -118,6 +133,46 @@ class _CXRNet(NeuralNetClassifier):
             weight = to_tensor(X["sample_weight"], device=self.device).float()
             return (losses * weight).sum() / weight.sum().clamp_min(1e-12)
         return losses.mean()
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        if epochs is None:
+            # a fit resumed from a checkpoint runs only the epochs not yet done
+            epochs = max(self.max_epochs - len(self.history), 0)
+        self.interrupted_ = False
+        self._snapshot_epoch()
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:
+            self.interrupted_ = True
+            self._restore_last_epoch()
+            raise  # skorch's partial_fit catches it and ends training
+        finally:
+            self.last_epoch_state_ = None
+
+    def on_epoch_end(self, net, **kwargs):
+        super().on_epoch_end(net, **kwargs)
+        self._snapshot_epoch()
+
+    def _snapshot_epoch(self):
+        """Keep the weights of the last completed epoch for an interrupted fit."""
+        self.completed_epochs_ = len(self.history)
+        self.last_epoch_state_ = (
+            {
+                k: v.detach().to("cpu", copy=True)
+                for k, v in self.module_.state_dict().items()
+            }
+            if self.completed_epochs_
+            else None
+        )
+
+    def _restore_last_epoch(self):
+        """Drop a half-done epoch: its history row and its weight updates."""
+        if len(self.history) == self.completed_epochs_:
+            return
+        while len(self.history) > self.completed_epochs_:
+            self.history.pop()
+        if self.last_epoch_state_ is not None:
+            self.module_.load_state_dict(self.last_epoch_state_)
 
     def initialize(self):
         super().initialize()
@@ -145,6 +200,86 @@ class _CXRNet(NeuralNetClassifier):
             self.grad_scaler_.step(getattr(self, name + "_"))
         self.grad_scaler_.update()
         return step
+
+
+_SCHEDULER_FILE = "lr_scheduler.pt"
+
+
+class _EpochCheckpoint(Checkpoint):
+    """skorch's ``Checkpoint`` every epoch, written so that a kill cannot tear it.
+
+    Weights, optimizer, LR-schedule state and history are first written to
+    temporary files, then renamed over the previous epoch's, the history last:
+    a process killed at any moment leaves a complete checkpoint behind.
+    """
+
+    def save_model(self, net):
+        targets = [
+            ("f_params", os.path.join(self.dirname, self.f_params)),
+            ("f_optimizer", os.path.join(self.dirname, self.f_optimizer)),
+        ]
+        scheduler = getattr(
+            dict(net.callbacks_).get("lr_schedule"), "lr_scheduler_", None
+        )
+        scheduler_path = os.path.join(self.dirname, _SCHEDULER_FILE)
+        written = []
+        try:
+            for key, path in targets:
+                net.save_params(**{key: path + ".tmp"})
+                written.append(path)
+            if scheduler is not None:
+                torch.save(scheduler.state_dict(), scheduler_path + ".tmp")
+                written.append(scheduler_path)
+            net.save_params(f_history=self.f_history_ + ".tmp")
+            written.append(self.f_history_)
+        except Exception as exc:
+            raise OSError(
+                f"Cannot write the epoch checkpoint to {self.dirname!r} "
+                f"({type(exc).__name__}: {exc}). Check the free space and the "
+                "permissions of checkpoint_dir, or pass checkpoint_dir=None."
+            ) from exc
+        for path in written:
+            os.replace(path + ".tmp", path)
+
+
+class _ResumeFromCheckpoint(LoadInitState):
+    """skorch's ``LoadInitState`` that also restores the LR schedule and, unlike
+    it, fails loudly when a checkpoint exists but cannot be loaded."""
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        if self.did_load_:
+            return
+        self.did_load_ = True
+        checkpoint = self.checkpoint
+        if not os.path.isfile(checkpoint.f_history_):
+            logger.info(
+                "No checkpoint in %r yet: training from the first epoch.",
+                checkpoint.dirname,
+            )
+            return
+        try:
+            net.load_params(checkpoint=checkpoint)
+            schedule = dict(net.callbacks_).get("lr_schedule")
+            path = os.path.join(checkpoint.dirname, _SCHEDULER_FILE)
+            if schedule is not None and os.path.isfile(path):
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                # keep this fit's schedule (its max_epochs), restore the step
+                state["lr_lambdas"] = [None] * len(state.get("lr_lambdas", ()))
+                schedule.lr_scheduler_.load_state_dict(state)
+                schedule.batch_idx_ = int(state.get("last_epoch", 0))
+        except Exception as exc:
+            raise ValueError(
+                f"Cannot resume from the checkpoint in {checkpoint.dirname!r} "
+                f"({type(exc).__name__}: {exc}). It was written by a model of "
+                "another configuration (backbone, head, classes) or is damaged: "
+                "delete it, pass another checkpoint_dir, or fit with resume=False."
+            ) from exc
+        logger.info(
+            "Resuming from the checkpoint in %r after epoch %d of %d.",
+            checkpoint.dirname,
+            len(net.history),
+            net.max_epochs,
+        )
 
 
 class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimator):
@@ -212,6 +347,8 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
     random_state : int, RandomState or None, default=None
         Seeds weights of the head, shuffling, augmentation and the validation
         split. Two CPU fits with the same seed give identical predictions.
+        On CUDA, cuDNN's nondeterministic kernels and mixed precision
+        (``amp``) make repeated fits differ slightly; see :ref:`reliability`.
     verbose : int, default=0
         Per-epoch table (finetune) or progress bar (features) when > 0.
     validation_fraction : float or None, default=0.1
@@ -238,6 +375,27 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         RGB filters and feeds one channel.
     equalize : bool, default=False
         Equalise each image's histogram first (reduces acquisition shift).
+    accelerator : None, True, dict or accelerate.Accelerator, default=None
+        Finetune mode: train data-parallel under Hugging Face Accelerate
+        (skorch's ``AccelerateMixin``) on the devices of ``accelerate
+        launch``: True for ``Accelerator()``, a dict of its keyword arguments
+        (``{"mixed_precision": "bf16"}``, ``{"cpu": True}``) or an
+        ``Accelerator``. Needs the ``distributed`` extra; see
+        :ref:`distributed`. ``device`` and ``amp`` are then left to
+        Accelerate.
+    checkpoint_dir : str, os.PathLike or None, default=None
+        Finetune mode: a folder where the weights, optimizer state,
+        learning-rate schedule and history are saved after every epoch (each
+        file written aside and renamed into place, so a killed process
+        leaves a complete checkpoint). None saves nothing.
+    resume : bool, default=False
+        Finetune mode, with ``checkpoint_dir``: continue from the last epoch
+        saved there, up to ``max_epochs`` epochs in all (``history_`` then
+        holds the epochs before and after the interruption); a folder without
+        a checkpoint starts from the first epoch. Pass the data and parameters
+        of the interrupted fit. The resumed run is not bit-identical to an
+        uninterrupted one: the data order restarts from ``random_state`` and
+        early stopping's patience count restarts at the resumed epoch.
 
     Attributes
     ----------
@@ -258,6 +416,16 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
     See Also
     --------
     PretrainedFeatures : the frozen backbone as a transformer.
+
+    Notes
+    -----
+    Interrupting a finetune ``fit`` (Ctrl-C, ``KeyboardInterrupt``) after at
+    least one epoch keeps a usable model: the weights and history of the last
+    completed epoch (a half-done epoch is dropped), or the best epoch when
+    early stopping restores it. Interrupted before the first epoch ends,
+    ``fit`` raises ``KeyboardInterrupt`` and the model stays as it was. A
+    batch that runs out of memory raises :class:`torch.OutOfMemoryError`
+    saying to lower ``batch_size`` or ``image_size``.
 
     Examples
     --------
@@ -302,6 +470,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         memory=None,
         in_chans=3,
         equalize=False,
+        accelerator=None,
+        checkpoint_dir=None,
+        resume=False,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -330,6 +501,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         self.memory = memory
         self.in_chans = in_chans
         self.equalize = equalize
+        self.accelerator = accelerator
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
 
     # ------------------------------------------------------------------ params
     def set_params(self, **params):
@@ -410,6 +584,20 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                 "class_weight must be None, 'balanced' or a dict {label: weight}, "
                 f"got {self.class_weight!r}."
             )
+        if self.checkpoint_dir is not None and not isinstance(
+            self.checkpoint_dir, (str, os.PathLike)
+        ):
+            raise TypeError(
+                "checkpoint_dir must be None or a folder path, got "
+                f"{type(self.checkpoint_dir).__name__}."
+            )
+        if self.resume not in (True, False):
+            raise ValueError(f"resume must be True or False, got {self.resume!r}.")
+        if self.resume and self.checkpoint_dir is None:
+            raise ValueError(
+                "resume=True needs checkpoint_dir: the folder in which the "
+                "interrupted fit saved its epochs."
+            )
 
     # --------------------------------------------------------------------- fit
     def fit(self, X, y, groups=None, sample_weight=None):
@@ -448,8 +636,8 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         classes, y_encoded = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
-                f"y has a single class ({classes[0]!r}); a classifier needs at "
-                "least 2 classes."
+                f"y has a single class ({classes.tolist()[0]!r}); a classifier needs "
+                "at least 2 classes."
             )
         seed = check_random_seed(self.random_state)
         device = resolve_device(self.device)
@@ -471,6 +659,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
     def _check_targets(self, y, n_images):
         if y is None:
             raise ValueError("y is required: pass one label per image.")
+        y_given = y
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y.ravel()
@@ -481,8 +670,14 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                 f"X has {n_images} images but y has {len(y)} labels; they must "
                 "have the same length."
             )
-        if y.dtype == object:
-            kinds = {type(v).__name__ for v in y}
+        labels = y
+        if y.dtype.kind in "US" and not hasattr(y_given, "dtype"):
+            # np.asarray silently turns ["a", 1] into strings: look at the input.
+            labels = np.asarray(y_given, dtype=object).ravel()
+        if labels.dtype == object:
+            kinds = {
+                "str" if isinstance(v, str) else type(v).__name__ for v in labels
+            }
             numeric = {"int", "float", "bool"} | {
                 t for t in kinds if t.startswith(("int", "float", "uint"))
             }
@@ -493,7 +688,10 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                 )
         if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or infinite labels.")
-        check_classification_targets(y)
+        if y.dtype.kind not in "fc":
+            # float labels such as 0.5 are class names here, not regression
+            # targets, so only non-float labels go through sklearn's check
+            check_classification_targets(y)
         return y
 
     def _class_weight_vector(self, classes, y_encoded):
@@ -658,10 +856,28 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                 ),
             ]
         callbacks += [(name, clone(cb)) for name, cb in self._named_callbacks()]
+        if self.checkpoint_dir is not None:
+            checkpoint = _EpochCheckpoint(
+                monitor=None,
+                dirname=os.fspath(self.checkpoint_dir),
+                f_criterion=None,
+                event_name=None,
+            )
+            callbacks.append(("epoch_checkpoint", checkpoint))
+            if self.resume:
+                # after lr_schedule: it restores the scheduler that one builds
+                at = [name for name, _ in callbacks].index("lr_schedule") + 1
+                callbacks.insert(at, ("resume", _ResumeFromCheckpoint(checkpoint)))
         class_weight = self._class_weight_vector(classes, y_encoded)
         pin = device.startswith("cuda")
         amp = device.startswith("cuda") if self.amp == "auto" else bool(self.amp)
-        net = _CXRNet(
+        net_class, net_kwargs = _CXRNet, {"device": device, "amp": amp}
+        if self.accelerator is not None:
+            from ._accelerate import accelerated_net
+
+            net_class, net_kwargs = accelerated_net(self.accelerator)
+            device = str(net_kwargs["accelerator"].device)
+        net = net_class(
             module,
             criterion=torch.nn.CrossEntropyLoss,
             criterion__reduction="none",
@@ -684,13 +900,21 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             iterator_valid__pin_memory=pin,
             callbacks=callbacks,
             classes=list(range(len(classes))),
-            device=device,
-            amp=amp,
             verbose=self.verbose,
+            **net_kwargs,
         )
         if device.startswith("cuda"):
             module.to(memory_format=torch.channels_last)
-        net.fit(train_ds, y=None)
+        with explain_out_of_memory(self.batch_size, self.image_size):
+            net.fit(train_ds, y=None)
+        if getattr(net, "interrupted_", False):
+            if not len(net.history):
+                raise KeyboardInterrupt  # no epoch completed: keep the old model
+            logger.warning(
+                "fit interrupted: keeping the model of epoch %d of %d.",
+                len(net.history),
+                self.max_epochs,
+            )
         # The fitted model keeps weights, not the data it was trained on.
         net.train_split = None
         for _, callback in net.callbacks_:
@@ -732,7 +956,8 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             return full
         dataset = ImageDataset(images, transform=self._eval_transform())
         self.net_.module_.eval()
-        return self.net_.predict_proba(dataset).astype(np.float64)
+        with explain_out_of_memory(self.batch_size, self.image_size):
+            return self.net_.predict_proba(dataset).astype(np.float64)
 
     def predict(self, X):
         """Predicted labels, of the same type as ``y`` in fit.
@@ -765,6 +990,45 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         """skorch's per-epoch history (finetune mode)."""
         check_is_fitted(self, "net_")
         return self.net_.history
+
+    def save(self, path):
+        """Save the fitted model to one file in the safe format (no pickle).
+
+        Parameters are stored as JSON, tensors as safetensors and the fitted
+        final estimator and scaler with skops; see :ref:`persistence`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            File to write (a zip archive, e.g. ``model.cxr``).
+
+        Returns
+        -------
+        path : str
+        """
+        from ._persistence import save_model
+
+        return save_model(self, path)
+
+    @classmethod
+    def load(cls, path, *, trusted=None):
+        """Load a model written by :meth:`save`, without unpickling.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            File written by :meth:`save`.
+        trusted : list of str, default=None
+            Extra types to accept in the skops parts, e.g.
+            ``["sklearn.tree._tree.Tree"]``; unknown types are refused.
+
+        Returns
+        -------
+        model : PretrainedCNNClassifier
+        """
+        from ._persistence import load_model
+
+        return load_model(path, expected_class=cls, trusted=trusted)
 
     def _eval_transform(self):
         return build_transform(

@@ -218,7 +218,7 @@ class ImageCollection(Sequence):
 
 
 def _pil_to_tensor(image):
-    array = np.asarray(image, dtype=np.uint8)
+    array = np.array(image, dtype=np.uint8)  # a copy: PIL's buffer is read-only
     if array.ndim == 2:
         array = array[:, :, None]
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
@@ -228,7 +228,10 @@ def _array_to_tensor(array):
     array = np.asarray(array)
     if array.ndim == 2:
         array = array[:, :, None]
-    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    chw = np.ascontiguousarray(array.transpose(2, 0, 1))
+    if not chw.flags.writeable:  # read-only memmaps: torch wants writable memory
+        chw = chw.copy()
+    tensor = torch.from_numpy(chw)
     if tensor.dtype == torch.uint8:
         return tensor
     if array.dtype.kind in "ui":
@@ -532,7 +535,12 @@ def build_transform(
                 interpolation=mode,
                 antialias=True,
             ),
-            v2.RandomAffine(degrees=7, translate=(0.05, 0.05), interpolation=mode),
+            # grid-sampled ops take only nearest/bilinear on tensors
+            v2.RandomAffine(
+                degrees=7,
+                translate=(0.05, 0.05),
+                interpolation=InterpolationMode.BILINEAR,
+            ),
             v2.ToDtype(torch.float32, scale=True),
             v2.ColorJitter(brightness=0.2, contrast=0.2),
         ]

@@ -50,6 +50,12 @@ def blobs():
     return make_blobs()
 
 
+@pytest.fixture(name="make_blobs")
+def make_blobs_fixture():
+    """The :func:`make_blobs` factory, for tests that need other sizes."""
+    return make_blobs
+
+
 @pytest.fixture(autouse=True)
 def _offline_torch_home(tmp_path_factory, monkeypatch):
     """Tests never write to the user's torch hub cache."""
