@@ -2,6 +2,7 @@
 
 from ._backbones import WeightsUnavailableError, list_backbones
 from ._classifier import PretrainedCNNClassifier
+from ._evaluation import ClinicalReport, clinical_report, evaluate_classifier
 from ._features import PretrainedFeatures
 from ._images import ImageReadError, read_image
 
@@ -14,5 +15,8 @@ __all__ = [
     "read_image",
     "ImageReadError",
     "WeightsUnavailableError",
+    "clinical_report",
+    "evaluate_classifier",
+    "ClinicalReport",
     "__version__",
 ]

@@ -361,12 +361,13 @@ def _positive_scores(estimator, proba, positive_label, y_true):
         return y_true, proba[:, class_list.index(positive_label)], positive_label
     # Several classes (e.g. NORMAL / BACTERIA / VIRUS): disease is anything
     # but the normal class.
-    negative = "NORMAL" if "NORMAL" in class_list else None
-    if negative is None:
+    normal = [c for c in class_list if str(c).lower() == "normal"]
+    if not normal:
         raise ValueError(
             f"The model has {len(classes)} classes {class_list} and none is "
             "'NORMAL'; the clinical report is binary. Evaluate a binary model."
         )
+    negative = normal[0]
     positive = "PNEUMONIA" if positive_label is None else positive_label
     score = 1.0 - proba[:, class_list.index(negative)]
     y_binary = np.where(np.asarray(y_true) == negative, negative, positive)
@@ -393,8 +394,9 @@ def evaluate_classifier(
     ----------
     estimator : fitted classifier with ``predict_proba``
         Typically a :class:`PretrainedCNNClassifier`. A model with more than
-        two classes, one of them ``"NORMAL"``, is evaluated as disease (any
-        other class) versus ``"NORMAL"``.
+        two classes, one of them ``"NORMAL"`` (any case), is evaluated as
+        disease (any other class, called ``positive_label``, by default
+        ``"PNEUMONIA"``) versus normal, scored by ``1 - P(normal)``.
     X : images
         Anything the estimator accepts (paths, arrays...).
     y : array-like of shape (n_samples,)
