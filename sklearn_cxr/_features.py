@@ -277,6 +277,42 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
                 start = stop
         return out
 
+    def save(self, path):
+        """Save the fitted transformer to one file in the safe format.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            File to write (a zip archive); see :ref:`persistence`.
+
+        Returns
+        -------
+        path : str
+        """
+        from ._persistence import save_model
+
+        return save_model(self, path)
+
+    @classmethod
+    def load(cls, path, *, trusted=None):
+        """Load a transformer written by :meth:`save`, without unpickling.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            File written by :meth:`save`.
+        trusted : list of str, default=None
+            Unused by this transformer (no skops parts); kept for symmetry
+            with :meth:`PretrainedCNNClassifier.load`.
+
+        Returns
+        -------
+        features : PretrainedFeatures
+        """
+        from ._persistence import load_model
+
+        return load_model(path, expected_class=cls, trusted=trusted)
+
     def get_feature_names_out(self, input_features=None):
         """Names ``embedding0``, ``embedding1``..."""
         check_is_fitted(self, "n_features_out_")
