@@ -276,7 +276,8 @@ def test_cross_val_score_with_paths_both_modes(tmp_path, blobs):
         paths.append(str(path))
     for est in (features(), finetune(max_epochs=1)):
         scores = cross_val_score(
-            est, paths, y, groups=groups, cv=StratifiedGroupKFold(2), error_score="raise"
+            est, paths, y, groups=groups, cv=StratifiedGroupKFold(2),
+            error_score="raise",
         )
         assert scores.shape == (2,)
 
