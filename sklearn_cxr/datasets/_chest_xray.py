@@ -162,7 +162,9 @@ def _decode(paths, image_size):
 def _decode_all(paths, image_size, n_jobs, verbose):
     chunk = 64
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
+    # Pillow releases the GIL while decoding and resizing: threads suffice and
+    # spare each worker process the import of torch.
+    jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
         delayed(_decode)(part, image_size) for part in chunks
     )
     if verbose:
@@ -225,7 +227,8 @@ def load_chest_xray(
         Return ``(images, target)`` (or ``(paths, target)``) instead of a
         Bunch.
     n_jobs : int, default=None
-        Processes decoding the images (joblib); None means 1.
+        Parallel jobs decoding the images (joblib, threads unless a
+        ``joblib.parallel_config`` says otherwise); None means 1.
     verbose : int, default=0
         Show a progress bar while decoding when > 0.
 
