@@ -1,0 +1,224 @@
+"""The sklearn-cxr command line: help, train/predict/evaluate, demo, errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sklearn_cxr import PretrainedCNNClassifier
+from sklearn_cxr._cli import main
+
+
+def _write_split(folder, n_per_class, rng):
+    for i in range(n_per_class):
+        normal = rng.randint(0, 120, (32, 32), dtype=np.uint8)
+        sick = rng.randint(0, 120, (32, 32), dtype=np.uint8)
+        sick[8:24, 8:24] = 255
+        # two images per patient, named as in Kermany et al.
+        patient = i // 2
+        for label, image, name in [
+            ("NORMAL", normal, f"IM-{patient:04d}-{i % 2 + 1:04d}.png"),
+            ("PNEUMONIA", sick, f"person{patient}_bacteria_{i}.png"),
+        ]:
+            os.makedirs(folder / label, exist_ok=True)
+            Image.fromarray(image).save(folder / label / name)
+
+
+@pytest.fixture(scope="module")
+def kermany(tmp_path_factory):
+    """root/{train,test}/{NORMAL,PNEUMONIA}/*.png, 32 px."""
+    root = tmp_path_factory.mktemp("chest_xray")
+    rng = np.random.RandomState(0)
+    _write_split(root / "train", 10, rng)
+    _write_split(root / "test", 6, rng)
+    return root
+
+
+def run(argv, capsys):
+    """main(argv) -> (status, stdout, stderr)."""
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse: --help, usage errors
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status, err, *fragments, code=1):
+    assert status == code
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert lines[0].startswith("sklearn-cxr")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_help_everywhere(capsys):
+    status, out, _ = run(["--help"], capsys)
+    assert status == 0
+    for command in ("train", "predict", "evaluate", "demo"):
+        assert command in out
+        status, out_cmd, _ = run([command, "--help"], capsys)
+        assert status == 0 and "usage: sklearn-cxr " + command in out_cmd
+    _, out, _ = run(["train", "--help"], capsys)
+    for option in ("--out", "--backbone", "--weights", "--mode", "--epochs",
+                   "--image-size", "--labels", "--device", "--joblib"):
+        assert option in out
+
+
+@pytest.mark.parametrize(
+    "mode, model_name", [("features", "model.cxr"), ("finetune", "model.joblib")]
+)
+def test_train_predict_evaluate(kermany, tmp_path, capsys, mode, model_name):
+    model = tmp_path / model_name
+    argv = ["train", kermany, "--out", model, "--weights", "none", "--mode", mode,
+            "--epochs", 1, "--image-size", 32, "--batch-size", 8, "-q"]
+    if model_name.endswith(".joblib"):
+        argv.append("--joblib")
+    status, out, err = run(argv, capsys)
+    assert status == 0, err
+    assert "20 images of 10 patients" in out  # the train split only
+    assert model.is_file()
+    loaded = (
+        PretrainedCNNClassifier.load(model)
+        if model_name.endswith(".cxr")
+        else __import__("joblib").load(model)
+    )
+    assert loaded.mode == mode and loaded.classes_.tolist() == ["NORMAL", "PNEUMONIA"]
+
+    test_dir = kermany / "test"
+    status, out, err = run(["predict", model, test_dir, "--json", "-q"], capsys)
+    assert status == 0, err
+    rows = json.loads(out)
+    assert len(rows) == 12
+    assert {os.path.basename(os.path.dirname(r["path"])) for r in rows} == {
+        "NORMAL", "PNEUMONIA"}
+    for row in rows:
+        assert row["label"] in ("NORMAL", "PNEUMONIA")
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0)
+        assert row["probability"] == row["probabilities"][row["label"]]
+    expected = loaded.predict(sorted(r["path"] for r in rows)).tolist()
+    assert [r["label"] for r in sorted(rows, key=lambda r: r["path"])] == expected
+
+    # a threshold of 0 calls everything positive; text output, one line each
+    one = str(test_dir / "NORMAL" / "IM-0000-0001.png")
+    status, out, _ = run(["predict", model, one, "--threshold", "0", "-q"], capsys)
+    assert status == 0
+    path, label, probability = out.strip().split("\t")
+    assert (path, label) == (one, "PNEUMONIA") and 0 <= float(probability) <= 1
+
+    report_dir = tmp_path / "report"
+    status, out, err = run(
+        ["evaluate", model, kermany, "--report", report_dir, "--n-bootstrap", 50,
+         "-q"],
+        capsys,
+    )
+    assert status == 0, err
+    for name in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+        assert name in out
+    assert "12 images, 6 patients" in out  # the test split, by patient
+    saved = json.loads((report_dir / "report.json").read_text())
+    assert saved["n_samples"] == 12 and saved["resampled_by"] == "patient"
+    assert np.sum(saved["confusion_matrix"]) == 12
+    for name in saved["figures"].values():
+        assert (report_dir / name).read_bytes()[:4] == b"\x89PNG"
+    assert {"roc_curve", "confusion_matrix"} <= set(saved["figures"])
+    errors = saved["confusion_matrix"][0][1] + saved["confusion_matrix"][1][0]
+    assert ("gradcam_errors" in saved["figures"]) == (errors > 0)
+
+
+def test_bad_paths_and_options(kermany, tmp_path, capsys):
+    status, _, err = run(["train", tmp_path / "missing", "--out", tmp_path / "m.cxr"],
+                         capsys)
+    assert_one_line_error(status, err, "missing")
+    status, _, err = run(
+        ["train", kermany, "--out", tmp_path / "no" / "such" / "m.cxr"], capsys
+    )
+    assert_one_line_error(status, err, "does not exist")
+    status, _, err = run(["train", kermany, "--out", "m.cxr", "--mode", "bogus"],
+                         capsys)
+    assert_one_line_error(status, err, "invalid choice", code=2)
+    status, _, err = run(["train", kermany], capsys)
+    assert_one_line_error(status, err, "--out", code=2)
+    status, _, err = run(["predict", tmp_path / "nope.cxr", kermany], capsys)
+    assert_one_line_error(status, err, "model file not found")
+    not_a_model = tmp_path / "notes.txt"
+    not_a_model.write_text("hello")
+    status, _, err = run(["evaluate", not_a_model, kermany], capsys)
+    assert_one_line_error(status, err, "is not a model")
+    status, _, err = run(["predict", "m.cxr", "x", "--threshold", "2"], capsys)
+    assert_one_line_error(status, err, "[0, 1]", code=2)
+    status, _, err = run(
+        ["train", kermany, "--out", tmp_path / "m.cxr", "--backbone", "resnet181",
+         "--weights", "none", "-q"],
+        capsys,
+    )
+    assert_one_line_error(status, err, "resnet181", "resnet18")
+
+
+def test_bad_image_and_folder(kermany, tmp_path, capsys):
+    model = tmp_path / "m.cxr"
+    status, _, err = run(
+        ["train", kermany, "--out", model, "--weights", "none", "--mode", "features",
+         "--image-size", 32, "-q"],
+        capsys,
+    )
+    assert status == 0, err
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    status, _, err = run(["predict", model, broken, "-q"], capsys)
+    assert_one_line_error(status, err, "broken.png")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    status, _, err = run(["predict", model, empty], capsys)
+    assert_one_line_error(status, err, "no image files")
+    status, _, err = run(["predict", model, tmp_path / "ghost.png"], capsys)
+    assert_one_line_error(status, err, "no such file or folder")
+
+
+def test_subprocess_exit_status_and_no_traceback(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sklearn_cxr", "evaluate", str(tmp_path / "m.cxr"),
+         str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0
+    assert "model file not found" in done.stderr
+
+
+def test_demo_falls_back_to_random_weights(monkeypatch, capsys):
+    from sklearn_cxr import WeightsUnavailableError, _backbones
+
+    def offline(weights_enum):
+        raise WeightsUnavailableError(f"no network for {weights_enum}")
+
+    # as on a machine without network and without a cached copy
+    monkeypatch.setattr(_backbones, "_fetch_torchvision_state", offline)
+    status, out, err = run(["demo", "--quick", "-q", "--json"], capsys)
+    assert status == 0, err
+    notices = [line for line in err.splitlines() if "not available" in line]
+    assert len(notices) == 1 and "random weights" in notices[0]
+    result = json.loads(out)
+    assert result["weights"] is None
+    assert result["n_train"] + result["n_test"] == 80
+    for name in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+        metric = result["metrics"][name]
+        assert 0.0 <= metric["value"] <= 1.0
+
+
+def test_demo_on_a_folder(kermany, capsys):
+    status, out, err = run(
+        ["demo", "--data", kermany, "--weights", "none", "--quick", "-q"], capsys
+    )
+    assert status == 0, err
+    assert "not available" not in err
+    assert f"20 images from {kermany}" in out
+    assert "sensitivity" in out and "specificity" in out
