@@ -67,18 +67,6 @@ def _weights_identity(weights):
     return str(weights)
 
 
-def _images_digest(images):
-    digest = hashlib.sha256()
-    for item in images.fingerprint_items():
-        digest.update(hashlib.sha256(item).digest())
-    return digest.hexdigest()
-
-
-def _embed_cached(key, config, *, transformer, images):
-    """Target of ``joblib.Memory``: only ``key`` and ``config`` are hashed."""
-    return transformer._embed(images)
-
-
 class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
     """Embed images with a frozen pretrained backbone.
 
@@ -114,7 +102,10 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
     memory : str, joblib.Memory or None, default=None
         Cache of embeddings. The key covers the image content, the backbone,
         the weights (file content for paths), the image size, the
-        preprocessing and the seed where weights are random.
+        preprocessing and the seed where weights are random, plus a hash of
+        the loaded weights themselves. Entries are kept per image, so the
+        folds and candidates of a cross-validated search share one backbone
+        pass.
     in_chans : {1, 3}, default=3
         Channels fed to the network. 3 replicates grayscale images; 1 converts
         to grayscale and sums the stem convolution's pretrained RGB filters.
@@ -198,19 +189,24 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         self.mean_, self.std_ = spec.mean, spec.std
         self.interpolation_ = spec.interpolation
         self.n_features_out_ = probe_features(spec.body, self.image_size, self.in_chans)
-        self.backbone_ = spec.body.eval().to(self.device_)
-        if self.device_.startswith("cuda"):
-            self.backbone_ = self.backbone_.to(memory_format=torch.channels_last)
+        # channels_last on the CPU too: about 15-30% less CPU time per image
+        # for EfficientNet-Lite0 on this 2-core machine (benchmarks/speed.py).
+        self.backbone_ = (
+            spec.body.eval()
+            .to(self.device_)
+            .to(memory_format=torch.channels_last)
+        )
         return self
 
     def _config(self):
         backbone = self.backbone
         if isinstance(backbone, torch.nn.Module):
-            backbone = joblib.hash(
-                {k: v.cpu().numpy() for k, v in backbone.state_dict().items()}
-            )
+            backbone = f"{type(backbone).__qualname__}:{backbone!r}"
         return {
             "backbone": backbone,
+            # the fitted weights themselves: covers files, seeds, "DEFAULT"
+            # changing meaning across library versions, the 1-channel stem
+            "state": state_digest(self.backbone_),
             "weights": _weights_identity(self.weights),
             "image_size": int(self.image_size),
             "in_chans": int(self.in_chans),
@@ -219,7 +215,7 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
             "std": tuple(self.std_),
             "interpolation": self.interpolation_,
             "seed": self.seed_ if self.weights is None else None,
-            "version": 1,
+            "version": 2,
         }
 
     def transform(self, X):
@@ -236,15 +232,11 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "backbone_")
         images = check_images(X)
-        memory = joblib.Memory(self.memory, verbose=0) if isinstance(
-            self.memory, (str, os.PathLike)
-        ) else self.memory
-        if memory is None or getattr(memory, "location", None) is None:
+        location = memory_location(self.memory)
+        if location is None:
             return self._embed(images)
-        cached = memory.cache(_embed_cached, ignore=["transformer", "images"])
-        return cached(
-            _images_digest(images), self._config(), transformer=self, images=images
-        )
+        # Per-image entries: folds and candidates of a search share them.
+        return cached_embed(self, images, location)
 
     def _embed(self, images):
         dataset = ImageDataset(images, transform=self._eval_transform())
