@@ -8,13 +8,13 @@ import logging
 import os
 from numbers import Integral
 
-import joblib
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._backbones import load_backbone, probe_features
+from ._feature_cache import cached_embed, memory_location, state_digest
 from ._images import ImageDataset, build_transform, check_images
 from ._utils import check_random_seed, make_loader, resolve_device, seed_everything
 
