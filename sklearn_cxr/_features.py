@@ -16,7 +16,13 @@ from sklearn.utils.validation import check_is_fitted
 from ._backbones import load_backbone, probe_features
 from ._feature_cache import cached_embed, memory_location, state_digest
 from ._images import ImageDataset, build_transform, check_images
-from ._utils import check_random_seed, make_loader, resolve_device, seed_everything
+from ._utils import (
+    check_random_seed,
+    explain_out_of_memory,
+    make_loader,
+    resolve_device,
+    seed_everything,
+)
 
 __all__ = ["PretrainedFeatures"]
 
@@ -255,7 +261,9 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
             iterator = tqdm(loader, desc="Embedding images", unit="batch")
         channels_last = self.device_.startswith("cuda")
         self.backbone_.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), explain_out_of_memory(
+            self.batch_size, self.image_size
+        ):
             for inputs, _ in iterator:
                 batch = inputs["x"].to(self.device_, non_blocking=True)
                 if channels_last:

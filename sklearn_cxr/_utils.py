@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "seed_everything", "make_loader", "check_random_seed"]
+__all__ = [
+    "resolve_device",
+    "seed_everything",
+    "make_loader",
+    "check_random_seed",
+    "explain_out_of_memory",
+]
 
 
 def resolve_device(device):
@@ -65,3 +72,28 @@ def make_loader(dataset, *, batch_size, num_workers, device, shuffle=False, seed
         persistent_workers=False,
         generator=generator,
     )
+
+
+@contextmanager
+def explain_out_of_memory(batch_size, image_size):
+    """Turn running out of memory on a batch into an error saying what to lower.
+
+    Raises :class:`torch.OutOfMemoryError` (so code catching torch's error still
+    does) with a message naming ``batch_size`` and ``image_size``.
+    """
+    try:
+        yield
+    except RuntimeError as exc:
+        if not (
+            isinstance(exc, torch.OutOfMemoryError)
+            or "out of memory" in str(exc).lower()
+        ):
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise torch.OutOfMemoryError(
+            f"Out of memory on a batch of {batch_size} images of {image_size}x"
+            f"{image_size} pixels ({type(exc).__name__}: {exc}). Lower batch_size "
+            "(memory grows linearly with it) or image_size (quadratically); on "
+            "CUDA, amp=True also halves activation memory."
+        ) from exc
