@@ -147,17 +147,18 @@ def load_pneumoniamnist(path, *, split="train", return_X_y=False):
             f"{images.dtype}; expected (n, H, W) uint8 grayscale images."
         )
     labels = np.asarray(labels)
+    stored_shape = labels.shape
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.shape != (images.shape[0],):
         raise ValueError(
-            f"{keys[1]} in {path!r} has shape {labels.shape}; expected "
+            f"{keys[1]} in {path!r} has shape {stored_shape}; expected "
             f"({images.shape[0]},) or ({images.shape[0]}, 1) to match the images."
         )
     bad = ~np.isin(labels, (0, 1))
     if bad.any():
         raise ValueError(
-            f"{keys[1]} in {path!r} holds {labels[bad][0]!r} at index "
+            f"{keys[1]} in {path!r} holds {labels[bad][0].item()!r} at index "
             f"{int(np.flatnonzero(bad)[0])}; PneumoniaMNIST labels are 0 or 1."
         )
     target = labels.astype(int)
