@@ -160,6 +160,47 @@ def hand_train_epoch(module, paths, y, image_size, batch_size, lr, transform,
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+def in_chans_check(args, size, weights):
+    """(e) CPU seconds of a forward pass and of a training step, 1 vs 3 channels.
+
+    On grayscale images replicated to RGB the summed 1-channel stem gives
+    the same embedding (checked: ``max_abs_diff``), so only speed differs.
+    """
+    import torch
+
+    from sklearn_cxr._backbones import load_backbone
+
+    bodies = {c: load_backbone(args.backbone, weights, in_chans=c).body
+              for c in (1, 3)}
+    torch.manual_seed(0)
+    x1 = torch.rand(args.batch_size, 1, size, size) * 2 - 1
+    xs = {1: x1, 3: x1.expand(-1, 3, -1, -1).contiguous()}
+    with torch.inference_mode():
+        diff = float((bodies[1].eval()(xs[1]) - bodies[3].eval()(xs[3])).abs().max())
+    times = {f"{kind}_c{c}": [] for kind in ("forward", "train_step")
+             for c in (1, 3)}
+    for _ in range(args.repeats):
+        for c in (3, 1):
+            body = bodies[c]
+            body.eval()
+            start = time.process_time()
+            with torch.inference_mode():
+                body(xs[c])
+            times[f"forward_c{c}"].append(time.process_time() - start)
+            body.train()
+            start = time.process_time()
+            body(xs[c]).sum().backward()
+            times[f"train_step_c{c}"].append(time.process_time() - start)
+            body.zero_grad(set_to_none=True)
+    med = {k: median(v) for k, v in times.items()}
+    return {
+        "cpu_seconds": times, "median_cpu_s": med,
+        "forward_speedup_c1_vs_c3": med["forward_c3"] / med["forward_c1"],
+        "train_step_speedup_c1_vs_c3": med["train_step_c3"] / med["train_step_c1"],
+        "max_abs_diff_embeddings": diff,
+    }
+
+
 def median(values):
     return float(statistics.median(values))
 
@@ -172,6 +213,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--only-in-chans", action="store_true",
+                        help="only (e): the 1-channel stem against 3 channels")
     parser.add_argument(
         "--backbone", default=_common.BACKBONE,
         help="timm:tf_efficientnet_lite0 (offline weights) or resnet18 (random)",
@@ -204,6 +247,12 @@ def main(argv=None):
         "command": "python benchmarks/speed.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
     }
+
+    if args.only_in_chans:
+        result["in_chans"] = in_chans_check(args, size, weights)
+        path = _common.save_json(f"speed_in_chans_{size}px.json", result)
+        logger.info("saved %s: %s", path, result["in_chans"])
+        return
 
     # (a) inference ----------------------------------------------------------
     feats = PretrainedFeatures(backbone=args.backbone, weights=weights,
