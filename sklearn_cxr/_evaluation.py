@@ -460,11 +460,11 @@ def _write_report(directory, report, estimator, X, y_binary, score, positive, k)
         ax = fig.subplots()
         auc = report.roc_auc
         RocCurveDisplay.from_predictions(
-            y_pos,
+            y_binary,
             score,
-            pos_label=True,
+            pos_label=positive,
             ax=ax,
-            name=f"AUC {auc.value:.3f} [{auc.ci_low:.3f}, {auc.ci_high:.3f}]",
+            name=f"{report.confidence:.0%} CI [{auc.ci_low:.2f}, {auc.ci_high:.2f}]",
         )
         ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
         ax.set_title(f"ROC curve ({positive} positive)")
@@ -493,13 +493,26 @@ def _write_report(directory, report, estimator, X, y_binary, score, positive, k)
         except (TypeError, ValueError) as exc:
             logger.warning("No Grad-CAM grid: %s", exc)
         else:
+            names = _image_names(X, errors)
             titles = [
-                f"#{i}: true {'+' if y_pos[i] else '-'}, p({positive})={score[i]:.2f}"
-                for i in errors
+                f"{name}\ntrue {y_binary[i]}, p({positive}) = {score[i]:.2f}"
+                for name, i in zip(names, errors)
             ]
             fig = plot_gradcam(images, heatmaps, titles=titles, figure=Figure())
             files["gradcam_errors"] = _save(fig, directory, "gradcam_errors.png")
     return files
+
+
+def _image_names(X, indices):
+    """File names of path inputs, else ``#index``."""
+    names = []
+    for i in indices:
+        item = X[i] if hasattr(X, "__getitem__") else None
+        if isinstance(item, (str, os.PathLike)):
+            names.append(os.path.basename(os.fspath(item)))
+        else:
+            names.append(f"#{i}")
+    return names
 
 
 def _save(fig, directory, name):
