@@ -259,14 +259,13 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
             from tqdm.auto import tqdm
 
             iterator = tqdm(loader, desc="Embedding images", unit="batch")
-        channels_last = self.device_.startswith("cuda")
         self.backbone_.eval()
         with torch.inference_mode(), explain_out_of_memory(
             self.batch_size, self.image_size
         ):
             for inputs, _ in iterator:
                 batch = inputs["x"].to(self.device_, non_blocking=True)
-                if channels_last:
+                if batch.ndim == 4:
                     batch = batch.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(
                     device_type="cuda", enabled=self.device_.startswith("cuda")
