@@ -1,0 +1,305 @@
+"""Hostile files: nothing the package reads may run code or write outside.
+
+Each payload, when unpickled, creates a marker folder. Every test first shows
+that the payload is live (a plain unpickler does create the marker), then that
+the package refuses the file and the marker is not created.
+"""
+
+import io
+import json
+import os
+import pickle
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _reliability_utils import TinyNet
+from conftest import make_blobs
+
+from sklearn_cxr import PretrainedCNNClassifier, PretrainedFeatures
+
+
+class Payload:
+    """Unpickling this creates ``marker`` (a folder): stands in for any code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def _assert_payload_is_live(load, marker):
+    """The control: an unsafe loader does run the payload."""
+    assert not os.path.exists(marker)
+    load()
+    assert os.path.isdir(marker), "the payload did not run: the test proves nothing"
+    os.rmdir(marker)
+
+
+# ------------------------------------------------------------- weights files
+def _weights_files(tmp_path, marker):
+    """Files that look like weights and carry the payload in different places."""
+    state = TinyNet().state_dict()
+    files = {}
+    files["object"] = Payload(marker)
+    files["inside-state-dict"] = {**state, "conv.weight": Payload(marker)}
+    files["wrapped"] = {"state_dict": state, "epoch": Payload(marker)}
+    paths = {}
+    for name, obj in files.items():
+        paths[name] = tmp_path / f"{name}.pth"
+        torch.save(obj, paths[name])
+    paths["plain-pickle"] = tmp_path / "plain-pickle.pt"
+    paths["plain-pickle"].write_bytes(pickle.dumps(Payload(marker), protocol=2))
+    return paths
+
+
+@pytest.mark.parametrize(
+    "name", ["object", "inside-state-dict", "wrapped", "plain-pickle"]
+)
+def test_weights_file_with_pickled_code_is_refused(name, tmp_path):
+    marker = tmp_path / "marker"
+    path = _weights_files(tmp_path, marker)[name]
+    if name == "plain-pickle":
+        _assert_payload_is_live(lambda: pickle.loads(path.read_bytes()), marker)
+    else:
+        _assert_payload_is_live(lambda: torch.load(path, weights_only=False), marker)
+    X, y, _ = make_blobs(n=8)
+    estimators = [
+        PretrainedFeatures(backbone=TinyNet(), weights=path, image_size=32),
+        PretrainedCNNClassifier(
+            backbone=TinyNet(), weights=str(path), image_size=32, max_epochs=1
+        ),
+        PretrainedCNNClassifier(
+            backbone="resnet18", weights=path, image_size=32, mode="features"
+        ),
+    ]
+    for estimator in estimators:
+        refused = r"(?s)Cannot load weights file .*weights_only=True.*refused"
+        with pytest.raises(ValueError, match=refused):
+            if isinstance(estimator, PretrainedFeatures):
+                estimator.fit()
+            else:
+                estimator.fit(X, y)
+        assert not marker.exists()
+        assert not hasattr(estimator, "classes_")
+
+
+def test_clean_weights_file_loads(tmp_path):
+    """The control of the refusal: a plain state dict is accepted."""
+    source = TinyNet()
+    path = tmp_path / "clean.pth"
+    torch.save(source.state_dict(), path)
+    features = PretrainedFeatures(backbone=TinyNet(), weights=path, image_size=32)
+    features.fit()
+    torch.testing.assert_close(features.backbone_.conv.weight, source.conv.weight)
+
+
+# --------------------------------------------------------- safe model format
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A small fitted feature-mode classifier saved in the safe format."""
+    X, y, _ = make_blobs(n=8)
+    clf = PretrainedCNNClassifier(
+        backbone="resnet18",
+        weights=None,
+        image_size=32,
+        mode="features",
+        random_state=0,
+    ).fit(X, y)
+    path = tmp_path_factory.mktemp("model") / "model.cxr"
+    clf.save(path)
+    return path, X, clf.predict_proba(X)
+
+
+def _rewrite(source, target, replace=None, add=None):
+    """Copy a model archive, replacing or adding members."""
+    replace, add = replace or {}, add or {}
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for info in old.infolist():
+            data = replace.get(info.filename, old.read(info.filename))
+            new.writestr(info.filename, data)
+        for name, data in add.items():
+            new.writestr(name, data)
+    return target
+
+
+def test_saved_model_loads(saved_model):
+    path, X, proba = saved_model
+    loaded = PretrainedCNNClassifier.load(path)
+    np.testing.assert_allclose(loaded.predict_proba(X), proba, rtol=1e-6)
+
+
+class SkopsPayload:
+    """A plain object whose restoration by skops would run code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __setstate__(self, state):
+        os.mkdir(state["marker"])
+        self.__dict__.update(state)
+
+
+def test_pickle_file_posing_as_a_model_is_refused(saved_model, tmp_path):
+    marker = tmp_path / "marker"
+    fake = tmp_path / "model.cxr"
+    fake.write_bytes(pickle.dumps(Payload(marker)))
+    _assert_payload_is_live(lambda: pickle.loads(fake.read_bytes()), marker)
+    for cls in (PretrainedCNNClassifier, PretrainedFeatures):
+        with pytest.raises(ValueError, match=r"not a sklearn_cxr model file.*pickle"):
+            cls.load(fake)
+    assert not marker.exists()
+
+
+def test_tampered_model_members_are_refused(saved_model, tmp_path):
+    import skops.io as sio
+
+    path, _, _ = saved_model
+    marker = tmp_path / "marker"
+    pickled = pickle.dumps(Payload(marker))
+    torch_pickle = io.BytesIO()
+    torch.save({"x": Payload(marker)}, torch_pickle)
+    skops_payload = sio.dumps(SkopsPayload(marker))
+    _assert_payload_is_live(
+        lambda: sio.loads(skops_payload, trusted=sio.get_untrusted_types(
+            data=skops_payload)),
+        marker,
+    )
+    config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    as_other_class = dict(config, **{"class": "posix.system"})
+    reduce_in_params = json.loads(json.dumps(config))
+    reduce_in_params["params"]["backbone"] = {"__reduce__": ["os.mkdir", [str(marker)]]}
+    cases = {
+        "extra-pickle-member": (
+            {"add": {"payload.pkl": pickled}},
+            r"unexpected members \['payload\.pkl'\].*refused",
+        ),
+        "tensors-as-torch-pickle": (
+            {"replace": {"model.safetensors": torch_pickle.getvalue()}},
+            r"model\.safetensors is not valid",
+        ),
+        "skops-untrusted-type": (
+            {"replace": {"final_estimator.skops": skops_payload}},
+            r"final_estimator\.skops holds types that are not trusted: "
+            r"\['.*SkopsPayload'\]",
+        ),
+        "skops-member-as-pickle": (
+            {"replace": {"scaler.skops": pickled}},
+            r"scaler\.skops is not a valid skops file",
+        ),
+        "config-names-another-class": (
+            {"replace": {"config.json": json.dumps(as_other_class)}},
+            r"holds a posix\.system, not a PretrainedCNNClassifier",
+        ),
+        "config-object-in-params": (
+            {"replace": {"config.json": json.dumps(reduce_in_params)}},
+            r"Unexpected JSON object in config",
+        ),
+    }
+    for name, (change, message) in cases.items():
+        tampered = _rewrite(path, tmp_path / f"{name}.cxr", **change)
+        with pytest.raises(ValueError, match=message):
+            PretrainedCNNClassifier.load(tampered)
+        assert not marker.exists(), name
+
+
+# -------------------------------------------------------- archive extraction
+def _zip(path, members):
+    """``members``: (name, data) pairs, or (name, None) for a symbolic link."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members:
+            info = zipfile.ZipInfo(name)
+            if data is None:  # a symlink pointing outside
+                info.external_attr = (0o120777 << 16)
+                data = b"/etc"
+            archive.writestr(info, data)
+    return path
+
+
+def _tar(path, members):
+    """``members``: (name, kind, data) with kind file, symlink, hardlink or fifo."""
+    with tarfile.open(path, "w") as archive:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+                continue
+            info.type = {
+                "symlink": tarfile.SYMTYPE,
+                "hardlink": tarfile.LNKTYPE,
+                "fifo": tarfile.FIFOTYPE,
+            }[kind]
+            info.linkname = data or ""
+            archive.addfile(info)
+    return path
+
+
+@pytest.fixture
+def extract():
+    from sklearn_cxr.datasets._base import UnsafeArchiveError, _safe_extract
+
+    return _safe_extract, UnsafeArchiveError
+
+
+def _unsafe_zips(tmp_path):
+    outside = str(tmp_path / "outside.txt")
+    return {
+        "dotdot": ([("data/ok.txt", b"ok"), ("../outside.txt", b"x")], "outside"),
+        "nested-dotdot": (
+            [("data/ok.txt", b"ok"), ("data/../../outside.txt", b"x")],
+            "outside",
+        ),
+        "absolute": ([("data/ok.txt", b"ok"), (outside, b"x")], "absolute path"),
+        "symlink": ([("data/ok.txt", b"ok"), ("data/link", None)], "symbolic link"),
+    }
+
+
+@pytest.mark.parametrize("case", ["dotdot", "nested-dotdot", "absolute", "symlink"])
+def test_zip_slip_is_refused(case, tmp_path, extract):
+    safe_extract, UnsafeArchiveError = extract
+    members, why = _unsafe_zips(tmp_path)[case]
+    archive = _zip(tmp_path / "evil.zip", members)
+    target = tmp_path / "target" / "inner"
+    bad_name = members[-1][0]
+    with pytest.raises(UnsafeArchiveError, match=rf"member '{bad_name}' .*{why}"):
+        safe_extract(archive, target)
+    assert not (tmp_path / "outside.txt").exists()
+    assert not (tmp_path / "target" / "outside.txt").exists()
+    assert os.listdir(target) == []  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    "case", ["dotdot", "absolute", "symlink-out", "hardlink-out", "fifo"]
+)
+def test_tar_members_leaving_the_folder_are_refused(case, tmp_path, extract):
+    safe_extract, UnsafeArchiveError = extract
+    outside = str(tmp_path / "outside.txt")
+    bad, why = {
+        "dotdot": (("../outside.txt", "file", b"x"), "outside"),
+        "absolute": ((outside, "file", b"x"), "absolute path"),
+        "symlink-out": (("data/link", "symlink", outside), "is a link"),
+        "hardlink-out": (("data/hard", "hardlink", outside), "is a link"),
+        "fifo": (("data/pipe", "fifo", None), "special file"),
+    }[case]
+    archive = _tar(tmp_path / "evil.tar", [("data/ok.txt", "file", b"ok"), bad])
+    target = tmp_path / "target" / "inner"
+    with pytest.raises(UnsafeArchiveError, match=rf"member '{bad[0]}' .*{why}"):
+        safe_extract(archive, target)
+    assert not (tmp_path / "outside.txt").exists()
+    assert os.listdir(target) == []
+
+
+def test_safe_archives_extract(tmp_path, extract):
+    safe_extract, _ = extract
+    zipped = _zip(tmp_path / "ok.zip", [("a/b/c.txt", b"zip"), ("a/d..e.txt", b"2")])
+    tarred = _tar(tmp_path / "ok.tar", [("a/b/c.txt", "file", b"tar")])
+    root = safe_extract(zipped, tmp_path / "z")
+    assert Path(root, "a", "b", "c.txt").read_bytes() == b"zip"
+    assert Path(root, "a", "d..e.txt").read_bytes() == b"2"
+    root = safe_extract(tarred, tmp_path / "t")
+    assert Path(root, "a", "b", "c.txt").read_bytes() == b"tar"
