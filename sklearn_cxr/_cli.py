@@ -449,7 +449,7 @@ def _evaluate(args):
     model = _load(args.model)
     _set_verbosity(model, 0 if args.quiet or args.json else 1)
     classes = [_plain(c) for c in model.classes_]
-    subtype = {str(c).lower() for c in classes} == {"normal", "bacterial", "viral"}
+    subtype = bool({str(c).lower() for c in classes} & {"bacterial", "viral"})
     data = load_folder(args.data_dir, "test", labels="subtype" if subtype else "binary")
     y = data.target_names[data.target]
     unknown = sorted(set(y.tolist()) - set(classes))

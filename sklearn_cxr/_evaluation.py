@@ -130,10 +130,17 @@ def _plain(value):
 
 
 def _default_positive(labels):
-    """The positive label when none is given: "PNEUMONIA", else 1 or True."""
+    """The positive label when none is given.
+
+    "PNEUMONIA"; else the other label of a pair with "normal" (any case);
+    else 1 (or True) of a 0/1 pair.
+    """
     values = np.asarray(labels).tolist()
     if "PNEUMONIA" in values:
         return "PNEUMONIA"
+    normal = [v for v in values if str(v).lower() == "normal"]
+    if len(values) == 2 and len(normal) == 1:
+        return next(v for v in values if v is not normal[0])
     if 1 in values and all(v in (0, 1) for v in values):
         return values[values.index(1)]
     raise ValueError(
@@ -226,8 +233,8 @@ def clinical_report(
         Score of the positive class, such as ``predict_proba(X)[:, k]`` where
         ``classes_[k] == positive_label``.
     positive_label : object, default=None
-        The label of the disease. None picks ``"PNEUMONIA"``, ``1`` or
-        ``True``, whichever is present.
+        The label of the disease. None picks ``"PNEUMONIA"``, else the label
+        paired with ``"NORMAL"`` (any case), else ``1`` (or ``True``).
     groups : array-like of shape (n_samples,), default=None
         Patient id of each image; the bootstrap then resamples patients.
     threshold : float, default=0.5

@@ -92,8 +92,9 @@ def run_quickstart(
     verbose : int, default=1
         Progress bars and per-epoch tables when > 0.
     quick : bool, default=False
-        Override sizes with :data:`QUICK` (tiny images, one epoch): a smoke
-        test in seconds, not a meaningful model.
+        Override sizes with :data:`QUICK` (tiny images, one epoch, at most
+        ``QUICK["n_samples"]`` images): a smoke test in seconds, not a
+        meaningful model.
 
     Returns
     -------
@@ -108,6 +109,7 @@ def run_quickstart(
         image_size = QUICK["image_size"]
         max_epochs = QUICK["max_epochs"]
         n_bootstrap = min(n_bootstrap, QUICK["n_bootstrap"])
+        max_images = min(max_images or n_samples, n_samples)
     if data_dir is None:
         from .datasets import make_chest_xrays
 

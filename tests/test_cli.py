@@ -14,6 +14,7 @@ from sklearn_cxr._cli import main
 
 
 def _write_split(folder, n_per_class, rng):
+    kinds = ("bacteria", "virus")
     for i in range(n_per_class):
         normal = rng.randint(0, 120, (32, 32), dtype=np.uint8)
         sick = rng.randint(0, 120, (32, 32), dtype=np.uint8)
@@ -22,7 +23,7 @@ def _write_split(folder, n_per_class, rng):
         patient = i // 2
         for label, image, name in [
             ("NORMAL", normal, f"IM-{patient:04d}-{i % 2 + 1:04d}.png"),
-            ("PNEUMONIA", sick, f"person{patient}_bacteria_{i}.png"),
+            ("PNEUMONIA", sick, f"person{patient}_{kinds[patient % 2]}_{i}.png"),
         ]:
             os.makedirs(folder / label, exist_ok=True)
             Image.fromarray(image).save(folder / label / name)
@@ -130,6 +131,26 @@ def test_train_predict_evaluate(kermany, tmp_path, capsys, mode, model_name):
     assert {"roc_curve", "confusion_matrix"} <= set(saved["figures"])
     errors = saved["confusion_matrix"][0][1] + saved["confusion_matrix"][1][0]
     assert ("gradcam_errors" in saved["figures"]) == (errors > 0)
+
+
+def test_subtype_labels(kermany, tmp_path, capsys):
+    model = tmp_path / "subtype.cxr"
+    status, _, err = run(
+        ["train", kermany, "--out", model, "--labels", "subtype", "--weights",
+         "none", "--mode", "features", "--image-size", 32, "-q"],
+        capsys,
+    )
+    assert status == 0, err
+    classes = PretrainedCNNClassifier.load(model).classes_.tolist()
+    assert classes == ["bacterial", "normal", "viral"]
+    status, out, err = run(
+        ["evaluate", model, kermany, "--n-bootstrap", 20, "--json", "-q"], capsys
+    )
+    assert status == 0, err
+    report = json.loads(out)
+    # disease (bacterial or viral) against normal, on the 12 test images
+    assert report["labels"] == ["normal", "PNEUMONIA"]
+    assert np.asarray(report["confusion_matrix"]).sum(axis=1).tolist() == [6, 6]
 
 
 def test_bad_paths_and_options(kermany, tmp_path, capsys):

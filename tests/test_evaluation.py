@@ -48,6 +48,10 @@ def test_positive_label():
     )
     assert flipped.labels == (1, 0)
     assert flipped.sensitivity.value == 0.5 and flipped.specificity.value == 1.0
+    assert clinical_report(["normal", "viral"], [0.2, 0.9]).labels == (
+        "normal",
+        "viral",
+    )
     with pytest.raises(ValueError, match="Cannot tell which label is positive"):
         clinical_report(["cat", "dog"], [0.1, 0.9])
     with pytest.raises(ValueError, match="positive_label='COVID' is not one"):
