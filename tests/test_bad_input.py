@@ -363,8 +363,16 @@ def test_predict_other_sizes_than_in_fit(fitted, tmp_path):
         np.array(["NORMAL", "PNEUMONIA"] * 4),
         ["normal", "pneumonia"] * 4,
         np.array([-1, 7] * 4),
+        [0.25, 1.5] * 4,
     ],
-    ids=["float-array", "float-list", "str-array", "str-list", "int-array"],
+    ids=[
+        "float-array",
+        "float-list",
+        "str-array",
+        "str-list",
+        "int-array",
+        "non-integral-floats",
+    ],
 )
 def test_labels_are_returned_as_given(kind, labels, blobs8):
     X, _ = blobs8
@@ -391,12 +399,6 @@ def test_labels_are_returned_as_given(kind, labels, blobs8):
 def test_mixed_label_types_are_refused(kind, labels, blobs8):
     with pytest.raises(TypeError, match=r"y mixes label types \(.*str.*\); use one"):
         make_estimator(kind).fit(blobs8[0], labels)
-
-
-def test_continuous_float_labels_are_refused(blobs8):
-    """Non-integral floats look like a regression target (scikit-learn rule)."""
-    with pytest.raises(ValueError, match=r"Unknown label type: continuous"):
-        make_estimator("finetune").fit(blobs8[0], [0.5, 1.5, 2.25, 3.0] * 2)
 
 
 # -------------------------------------------- a refused fit changes nothing
