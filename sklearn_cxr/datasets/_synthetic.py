@@ -19,7 +19,7 @@ DESCR = """\
 Synthetic chest radiographs
 ---------------------------
 
-Frontal (PA) radiographs drawn from a simple anatomical model: a soft-tissue
+Frontal radiographs drawn from a simple anatomical model: a soft-tissue
 thorax, two dark lung fields, the heart and mediastinum shadow with the spine,
 posterior ribs over the lungs, normal vascular markings, a random exposure
 (gain, gamma, offset, a tilted bias field), a small rotation and shift, and
