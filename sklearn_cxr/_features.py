@@ -197,11 +197,15 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         self.n_features_out_ = probe_features(spec.body, self.image_size, self.in_chans)
         # channels_last on the CPU too: about 15-30% less CPU time per image
         # for EfficientNet-Lite0 on this 2-core machine (benchmarks/speed.py).
-        self.backbone_ = (
-            spec.body.eval()
-            .to(self.device_)
-            .to(memory_format=torch.channels_last)
-        )
+        backbone = spec.body.eval().to(device).to(memory_format=torch.channels_last)
+        # Commit only now: a refused fit leaves a fitted transformer as it was.
+        if n_images is not None:
+            self.n_images_seen_ = n_images  # informative only
+        self.seed_, self.device_ = seed, device
+        self.mean_, self.std_ = spec.mean, spec.std
+        self.interpolation_ = spec.interpolation
+        self.n_features_out_ = n_features
+        self.backbone_ = backbone
         return self
 
     def _config(self):

@@ -452,6 +452,13 @@ def test_refused_fit_of_the_transformer_changes_nothing(blobs8, image_dir):
     for bad in ([], np.zeros((8, 32, 32, 4), np.uint8), [X[0], image_dir["good0"]]):
         with pytest.raises((ValueError, TypeError)):
             features.fit(bad)
+    features.set_params(random_state=None)  # a new seed would be drawn
+    for backbone, weights in [("resnet181", None), ("resnet18", "IMAGENET1K_V11")]:
+        features.set_params(backbone=backbone, weights=weights)
+        with pytest.raises(ValueError, match="Unknown"):
+            features.fit(X)
+    features.set_params(**{k: state[k] for k in ("backbone", "weights")})
+    features.set_params(random_state=0)
     assert {k: v for k, v in vars(features).items()} == state
     np.testing.assert_array_equal(features.transform(X), embeddings)
 

@@ -230,10 +230,16 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
     assert not hasattr(other, "classes_")
 
 
-def test_resume_needs_a_checkpoint_dir():
+def test_checkpoint_parameters_are_checked(tmp_path):
     X, y, _ = make_blobs(n=16)
     with pytest.raises(ValueError, match=r"resume=True needs checkpoint_dir"):
         _classifier(resume=True).fit(X, y)
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"checkpoint_dir='.*file\.txt' is a file"):
+        _classifier(checkpoint_dir=a_file).fit(X, y)
+    with pytest.raises(TypeError, match=r"checkpoint_dir must be None or a folder"):
+        _classifier(checkpoint_dir=3).fit(X, y)
 
 
 # --------------------------------------------------------- out of memory
