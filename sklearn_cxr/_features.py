@@ -185,16 +185,12 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         self : PretrainedFeatures
         """
         self._check_common_params()
-        if X is not None:
-            images = check_images(X)
-            self.n_images_seen_ = len(images)  # informative only
-        self.seed_ = check_random_seed(self.random_state)
-        seed_everything(self.seed_)
-        self.device_ = resolve_device(self.device)
+        n_images = None if X is None else len(check_images(X))
+        seed = check_random_seed(self.random_state)
+        seed_everything(seed)
+        device = resolve_device(self.device)
         spec = load_backbone(self.backbone, self.weights, in_chans=self.in_chans)
-        self.mean_, self.std_ = spec.mean, spec.std
-        self.interpolation_ = spec.interpolation
-        self.n_features_out_ = probe_features(spec.body, self.image_size, self.in_chans)
+        n_features = probe_features(spec.body, self.image_size, self.in_chans)
         # channels_last on the CPU too: about 15-30% less CPU time per image
         # for EfficientNet-Lite0 on this 2-core machine (benchmarks/speed.py).
         backbone = spec.body.eval().to(device).to(memory_format=torch.channels_last)
