@@ -143,6 +143,24 @@ def test_layer_by_name(fitted, lesion_data):
         gradcam(fitted["features"], X_test[:1], layer="features.0")
 
 
+@pytest.mark.parametrize(
+    "backbone, expected",
+    [
+        ("resnet18", "layer4"),
+        ("efficientnet_b0", "features"),
+        ("convnext_tiny", "features"),  # not the LayerNorm after the pooling
+        ("timm:tf_efficientnet_lite0", "bn2"),
+    ],
+)
+def test_default_layer_of_common_backbones(backbone, expected):
+    if backbone.startswith("timm:"):
+        pytest.importorskip("timm")
+    from sklearn_cxr._backbones import load_backbone
+
+    body = load_backbone(backbone, None).body
+    assert find_target_layer(body, 64) == expected
+
+
 def test_bad_targets_and_models(fitted, lesion_data):
     (X, y, _), (X_test, _, _) = lesion_data
     with pytest.raises(ValueError, match="'COVID' is not a class"):

@@ -20,20 +20,22 @@ def _is_global_pool(module):
     )
 
 
-def find_target_layer(body, image_size=64, in_chans=3):
+def find_target_layer(body, image_size=224, in_chans=3):
     """Name of the layer whose feature map Grad-CAM explains by default.
 
-    That is the module that last produces a 4-d feature map before the
-    global pooling: in a ResNet ``layer4``, in torchvision's EfficientNet
-    ``features``, in timm's ``bn2``. It is the map that the pooled features
-    average, so that the class activation map of feature mode is exact.
+    That is the module that last produces a spatial (4-d, larger than 1x1)
+    feature map in the forward pass: in a ResNet ``layer4``, in torchvision's
+    EfficientNet, DenseNet and ConvNeXt ``features``, in timm's EfficientNet
+    ``bn2``. It is the map that the global pooling averages, so that the
+    class activation map of feature mode is exact.
 
     Parameters
     ----------
     body : torch.nn.Module
         A headless backbone returning pooled features.
-    image_size : int, default=64
-        Side of the dummy input used to trace the forward pass.
+    image_size : int, default=224
+        Side of the dummy input used to trace the forward pass (large enough
+        that the last map is more than 1x1).
     in_chans : int, default=3
         Channels of the dummy input.
 
@@ -55,7 +57,7 @@ def find_target_layer(body, image_size=64, in_chans=3):
     def record(module, args, output):
         if isinstance(output, torch.Tensor) and output.ndim == 4:
             if not _is_global_pool(module) and module in names:
-                fired.append(names[module])
+                fired.append((names[module], output.shape[-2] * output.shape[-1]))
 
     handles = [m.register_forward_hook(record) for m in names if m is not body]
     was_training = body.training
@@ -74,7 +76,10 @@ def find_target_layer(body, image_size=64, in_chans=3):
             f"{type(body).__name__} produces no 4-d feature map; Grad-CAM needs a "
             "convolutional backbone. Pass layer=<name of a module> to choose one."
         )
-    return fired[-1]
+    # Layers after the pooling (a LayerNorm on the pooled 1x1 map, as in
+    # ConvNeXt) and squeeze-excitation branches are not spatial maps.
+    spatial = [name for name, area in fired if area > 1]
+    return spatial[-1] if spatial else fired[-1][0]
 
 
 def _resolve_layer(body, layer, image_size, in_chans):
@@ -233,7 +238,9 @@ def gradcam(estimator, X, *, target=None, layer=None, batch_size=None):
         transform = estimator.features_._eval_transform()
         device = estimator.features_.device_
         class_weights = _linear_class_weights(estimator).to(device)
-    module = _resolve_layer(body, layer, estimator.image_size, estimator.in_chans)
+    module = _resolve_layer(
+        body, layer, max(int(estimator.image_size), 224), estimator.in_chans
+    )
     batch_size = int(batch_size or estimator.batch_size)
 
     maps, sizes, predicted = [], [], []
