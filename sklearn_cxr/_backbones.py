@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -281,8 +283,11 @@ def _fetch_torchvision_state(weights_enum):
     if os.path.isfile(cached):
         logger.info("Loading cached weights %s", cached)
         return torch.load(cached, map_location="cpu", weights_only=True)
+    logger.info("Downloading %s to %s", weights_enum.url, cached)
     try:
-        return weights_enum.get_state_dict(progress=False, check_hash=True)
+        # torch.hub prints "Downloading: ..." to stdout even without progress
+        with contextlib.redirect_stdout(io.StringIO()):
+            return weights_enum.get_state_dict(progress=False, check_hash=True)
     except (URLError, OSError, RuntimeError, ConnectionError) as exc:
         if os.path.exists(cached):  # never keep a partial download
             os.remove(cached)
