@@ -591,12 +591,12 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                 "checkpoint_dir must be None or a folder path, got "
                 f"{type(self.checkpoint_dir).__name__}."
             )
-        if self.resume not in (True, False):
         if self.checkpoint_dir is not None and os.path.isfile(self.checkpoint_dir):
             raise ValueError(
                 f"checkpoint_dir={os.fspath(self.checkpoint_dir)!r} is a file; pass "
                 "a folder (it is created if missing)."
             )
+        if self.resume not in (True, False):
             raise ValueError(f"resume must be True or False, got {self.resume!r}.")
         if self.resume and self.checkpoint_dir is None:
             raise ValueError(
