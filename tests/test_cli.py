@@ -216,13 +216,15 @@ def test_subprocess_exit_status_and_no_traceback(tmp_path):
 
 
 def test_demo_falls_back_to_random_weights(monkeypatch, capsys):
-    from sklearn_cxr import WeightsUnavailableError, _backbones
+    from urllib.error import URLError
 
-    def offline(weights_enum):
-        raise WeightsUnavailableError(f"no network for {weights_enum}")
+    import torch.hub
+
+    def offline(url, *args, **kwargs):
+        raise URLError("no network")
 
     # as on a machine without network and without a cached copy
-    monkeypatch.setattr(_backbones, "_fetch_torchvision_state", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     status, out, err = run(["demo", "--quick", "-q", "--json"], capsys)
     assert status == 0, err
     notices = [line for line in err.splitlines() if "not available" in line]
