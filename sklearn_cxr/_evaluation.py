@@ -36,7 +36,7 @@ class MetricEstimate:
         return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ClinicalReport:
     """Result of :func:`clinical_report`.
 
@@ -62,6 +62,9 @@ class ClinicalReport:
         Resamples drawn.
     resampled_by : {"patient", "image"}
         Unit of the bootstrap.
+    extra : dict
+        Anything else, such as the ``figures`` written by
+        :func:`evaluate_classifier`.
     """
 
     metrics: dict
