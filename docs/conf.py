@@ -1,0 +1,129 @@
+"""Sphinx configuration of the sklearn_cxr documentation.
+
+Build (warnings are errors, as in CI)::
+
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
+    python docs/check_build.py
+
+The gallery (``examples/``) runs during the build on synthetic images, on the
+CPU, with small networks and a few epochs. Point ``SKLEARN_CXR_WEIGHTS`` at the
+offline ImageNet EfficientNet-Lite0 checkpoint to let the examples that can use
+pretrained weights use them; without it they train from random weights.
+``SKLEARN_CXR_DOCS_NO_GALLERY=1`` skips running the examples (a fast build to
+proofread the prose; the gallery pages then have no figures and
+``check_build.py`` fails on them).
+"""
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS.parent))
+
+import sklearn_cxr  # noqa: E402
+
+# ---------------------------------------------------------------- project info
+project = "sklearn-cxr"
+author = "sklearn_cxr developers"
+copyright = "2026, sklearn_cxr developers"
+release = sklearn_cxr.__version__
+version = ".".join(release.split(".")[:2])
+
+# -------------------------------------------------------------- general setup
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+
+templates_path = ["_templates"]
+exclude_patterns = [
+    "_build",
+    "Thumbs.db",
+    ".DS_Store",
+    "check_build.py",
+    "auto_examples/*.ipynb",
+    "auto_examples/*.py",
+    "auto_examples/**/*.ipynb",
+    "auto_examples/**/*.py",
+]
+root_doc = "index"
+default_role = "literal"
+nitpicky = False
+
+# Stub pages of every public name, one page each, under gen_modules/.
+autosummary_generate = True
+autosummary_imported_members = False
+autodoc_default_options = {"members": False, "inherited-members": False}
+autodoc_typehints = "none"
+
+# numpydoc renders the docstrings; the member tables of the class pages come
+# from the autosummary templates in _templates/, not from numpydoc.
+numpydoc_show_class_members = False
+numpydoc_show_inherited_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_attributes_as_param_list = True
+numpydoc_xref_param_type = False
+
+# -------------------------------------------------------------------- gallery
+sys.path.insert(0, str(DOCS))  # gallery_order.py
+
+sphinx_gallery_conf = {
+    "examples_dirs": ["../examples"],
+    "gallery_dirs": ["auto_examples"],
+    "filename_pattern": "/plot_",
+    "ignore_pattern": r"__init__\.py|/_",
+    "subsection_order": "gallery_order.subsection_key",
+    "within_subsection_order": "gallery_order.example_key",
+    "doc_module": ("sklearn_cxr",),
+    "backreferences_dir": "gen_modules/backreferences",
+    "reference_url": {"sklearn_cxr": None},
+    "plot_gallery": str(not os.environ.get("SKLEARN_CXR_DOCS_NO_GALLERY")),
+    "abort_on_example_error": False,
+    "only_warn_on_example_error": False,
+    "min_reported_time": 0,
+    "remove_config_comments": True,
+    "show_memory": False,
+    "download_all_examples": False,
+    "matplotlib_animations": False,
+    "image_scrapers": ("matplotlib",),
+    "reset_modules": ("matplotlib",),
+    "capture_repr": ("_repr_html_", "__repr__"),
+    "expected_failing_examples": [],
+    "write_computation_times": True,
+}
+
+# The examples run on the CPU, quietly and deterministically.
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("MPLBACKEND", "agg")
+# One torch thread by default: on a shared 2-core machine the examples took
+# 4-5x less CPU time with 1 thread than with 2 (threads spin while waiting for
+# each other). SKLEARN_CXR_DOCS_THREADS=N uses N threads on a quiet machine.
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ.get("SKLEARN_CXR_DOCS_THREADS", "1")))
+warnings.filterwarnings(
+    "ignore",
+    message="Matplotlib is currently using agg",
+    category=UserWarning,
+)
+
+# -------------------------------------------------------------------- output
+html_theme = "pydata_sphinx_theme"
+html_title = f"sklearn-cxr {release}"
+html_static_path = []
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+    "secondary_sidebar_items": ["page-toc", "sourcelink"],
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+}
+html_context = {"default_mode": "light"}
+html_show_sourcelink = True
+html_copy_source = True
