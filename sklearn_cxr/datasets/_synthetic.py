@@ -283,7 +283,7 @@ def make_chest_xrays(
     >>> data = make_chest_xrays(20, image_size=32, random_state=0)
     >>> data.images.shape, data.images.dtype
     ((20, 32, 32), dtype('uint8'))
-    >>> sorted(set(data.target_names[data.target]))
+    >>> sorted(set(data.target_names[data.target].tolist()))
     ['NORMAL', 'PNEUMONIA']
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, Integral):
