@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -203,15 +205,63 @@ class _CXRNet(NeuralNetClassifier):
 
 
 _SCHEDULER_FILE = "lr_scheduler.pt"
+_FIT_FILE = "fit.json"
+# Parameters that may change between a killed fit and its resumption.
+_RESUMABLE_PARAMS = {
+    "max_epochs",
+    "resume",
+    "checkpoint_dir",
+    "callbacks",
+    "verbose",
+    "num_workers",
+    "device",
+    "memory",
+    "random_state",
+}
+
+
+def _fit_fingerprint(estimator, images, y_encoded, classes, seed, groups, weights):
+    """Identify a fit (data and parameters) so that only it can be resumed.
+
+    Paths count by name, in-memory images by content. Without it, a
+    cross-validation with one ``checkpoint_dir`` and ``resume=True`` would
+    silently continue fold 1's model on fold 2.
+    """
+    params = {
+        name: repr(value)
+        for name, value in sorted(estimator.get_params(deep=False).items())
+        if name not in _RESUMABLE_PARAMS
+    }
+    if estimator.random_state is not None:
+        params["random_state"] = seed
+    digest = hashlib.sha256(repr((params, classes.tolist())).encode())
+    digest.update(np.ascontiguousarray(y_encoded, dtype=np.int64).tobytes())
+    for extra in (groups, weights):
+        text = "-" if extra is None else repr(np.asarray(extra).tolist())
+        digest.update(text.encode())
+    if images.kind == "paths":
+        items = (os.fspath(path).encode() + b"\0" for path in images.source)
+    else:
+        items = images.fingerprint_items()
+    for item in items:
+        digest.update(hashlib.sha256(item).digest())
+    return digest.hexdigest()
 
 
 class _EpochCheckpoint(Checkpoint):
     """skorch's ``Checkpoint`` every epoch, written so that a kill cannot tear it.
 
-    Weights, optimizer, LR-schedule state and history are first written to
-    temporary files, then renamed over the previous epoch's, the history last:
-    a process killed at any moment leaves a complete checkpoint behind.
+    Weights, optimizer, LR-schedule state, the fit's fingerprint and history
+    are first written to temporary files, then renamed over the previous
+    epoch's, the history last: every file stays whole, and the history never
+    lists an epoch whose weights were not saved.
     """
+
+    def __init__(self, dirname, fingerprint=None):
+        super().__init__(
+            monitor=None, dirname=dirname, f_criterion=None, event_name=None
+        )
+        self.fingerprint = fingerprint
 
     def save_model(self, net):
         targets = [
@@ -230,6 +280,10 @@ class _EpochCheckpoint(Checkpoint):
             if scheduler is not None:
                 torch.save(scheduler.state_dict(), scheduler_path + ".tmp")
                 written.append(scheduler_path)
+            fit_path = os.path.join(self.dirname, _FIT_FILE)
+            with open(fit_path + ".tmp", "w") as handle:
+                json.dump({"fingerprint": self.fingerprint}, handle)
+            written.append(fit_path)
             net.save_params(f_history=self.f_history_ + ".tmp")
             written.append(self.f_history_)
         except Exception as exc:
@@ -257,6 +311,19 @@ class _ResumeFromCheckpoint(LoadInitState):
                 checkpoint.dirname,
             )
             return
+        try:
+            with open(os.path.join(checkpoint.dirname, _FIT_FILE)) as handle:
+                saved = json.load(handle).get("fingerprint")
+        except (OSError, ValueError, AttributeError):
+            saved = None
+        if saved != checkpoint.fingerprint:
+            raise ValueError(
+                f"The checkpoint in {checkpoint.dirname!r} was saved by a fit on "
+                "other data or with other parameters. resume=True only continues "
+                "that same fit (same X, y, groups, sample_weight and parameters; "
+                "max_epochs may grow). Give each fit its own checkpoint_dir (one "
+                "per cross-validation fold), or fit with resume=False."
+            )
         try:
             net.load_params(checkpoint=checkpoint)
             schedule = dict(net.callbacks_).get("lr_schedule")
@@ -863,10 +930,10 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         callbacks += [(name, clone(cb)) for name, cb in self._named_callbacks()]
         if self.checkpoint_dir is not None:
             checkpoint = _EpochCheckpoint(
-                monitor=None,
-                dirname=os.fspath(self.checkpoint_dir),
-                f_criterion=None,
-                event_name=None,
+                os.fspath(self.checkpoint_dir),
+                fingerprint=_fit_fingerprint(
+                    self, images, y_encoded, classes, seed, groups, sample_weight
+                ),
             )
             callbacks.append(("epoch_checkpoint", checkpoint))
             if self.resume:

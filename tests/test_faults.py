@@ -220,14 +220,35 @@ def test_resume_with_an_empty_folder_trains_from_the_start(tmp_path):
     np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X))
 
 
-def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
+def test_resume_refuses_a_damaged_checkpoint(tmp_path):
     X, y, _ = make_blobs(n=16)
     _classifier(max_epochs=1, checkpoint_dir=tmp_path).fit(X, y)
-    three = np.resize(["a", "b", "c"], 16)
-    other = _classifier(max_epochs=2, checkpoint_dir=tmp_path, resume=True)
-    with pytest.raises(ValueError, match=r"Cannot resume from the checkpoint in"):
-        other.fit(X, three)
-    assert not hasattr(other, "classes_")
+    (tmp_path / "params.pt").write_bytes(b"not a checkpoint")
+    clf = _classifier(max_epochs=2, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match=r"Cannot resume from the checkpoint in .*"
+                       r"damaged"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "classes_")
+
+
+def test_resume_refuses_the_checkpoint_of_another_fit(tmp_path):
+    """One checkpoint_dir across cross-validation folds must not let fold 2
+    continue fold 1's model: other data or parameters are refused."""
+    X, y, _ = make_blobs(n=16)
+    _classifier(max_epochs=1, checkpoint_dir=tmp_path).fit(X[:12], y[:12])
+    others = [
+        ({}, (X[4:], y[4:])),  # another fold
+        ({}, (X[:12][::-1], y[:12][::-1])),  # same images, other order
+        ({"lr": 0.01}, (X[:12], y[:12])),  # another parameter
+        ({}, (X[:12], np.resize(["a", "b", "c"], 12))),  # other classes
+    ]
+    for params, (X_other, y_other) in others:
+        clf = _classifier(max_epochs=2, checkpoint_dir=tmp_path, resume=True, **params)
+        with pytest.raises(ValueError, match=r"saved by a fit on other data or"):
+            clf.fit(X_other, y_other)
+        assert not hasattr(clf, "classes_")
+    same = _classifier(max_epochs=2, checkpoint_dir=tmp_path, resume=True, verbose=0)
+    assert len(same.fit(X[:12], y[:12]).history_) == 2
 
 
 def test_checkpoint_parameters_are_checked(tmp_path):
