@@ -15,6 +15,7 @@ proofread the prose; the gallery pages then have no figures and
 """
 
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -59,7 +60,6 @@ nitpicky = False
 # Stub pages of every public name, one page each, under gen_modules/.
 autosummary_generate = True
 autosummary_imported_members = False
-autodoc_default_options = {"members": False, "inherited-members": False}
 autodoc_typehints = "none"
 
 # numpydoc renders the docstrings; the member tables of the class pages come
@@ -82,7 +82,6 @@ sphinx_gallery_conf = {
     "within_subsection_order": "gallery_order.example_key",
     "doc_module": ("sklearn_cxr",),
     "backreferences_dir": "gen_modules/backreferences",
-    "reference_url": {"sklearn_cxr": None},
     "plot_gallery": str(not os.environ.get("SKLEARN_CXR_DOCS_NO_GALLERY")),
     "abort_on_example_error": False,
     "only_warn_on_example_error": False,
@@ -127,3 +126,25 @@ html_theme_options = {
 html_context = {"default_mode": "light"}
 html_show_sourcelink = True
 html_copy_source = True
+
+
+# ---------------------------------------------------------------- docstrings
+# Methods inherited from scikit-learn (get_params, score, set_fit_request...)
+# keep scikit-learn's docstrings, whose :ref: and :term: roles point into
+# scikit-learn's own documentation. Without network access intersphinx cannot
+# resolve them, so they are shown as plain text.
+_SKLEARN_ROLE = re.compile(r":(?:ref|term):`(?:([^`<]*?)\s*<[^`>]*>|([^`]*))`")
+
+
+def _plain_sklearn_roles(app, what, name, obj, options, lines):
+    module = getattr(obj, "__module__", None) or ""
+    if not module.startswith("sklearn.") and module != "sklearn":
+        return
+    for i, line in enumerate(lines):
+        lines[i] = _SKLEARN_ROLE.sub(
+            lambda m: f"*{(m.group(1) or m.group(2)).strip()}*", line
+        )
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _plain_sklearn_roles)

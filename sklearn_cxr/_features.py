@@ -234,7 +234,7 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        embeddings : ndarray of shape (n_samples, n_features_out_), float32
+        embeddings : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         check_is_fitted(self, "backbone_")
         images = check_images(X)
