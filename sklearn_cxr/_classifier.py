@@ -460,7 +460,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         saved there, up to ``max_epochs`` epochs in all (``history_`` then
         holds the epochs before and after the interruption); a folder without
         a checkpoint starts from the first epoch. Pass the data and parameters
-        of the interrupted fit. The resumed run is not bit-identical to an
+        of the interrupted fit: a checkpoint saved by another fit (other
+        data, labels or parameters, e.g. another cross-validation fold) is
+        refused. The resumed run is not bit-identical to an
         uninterrupted one: the data order restarts from ``random_state`` and
         early stopping's patience count restarts at the resumed epoch.
 
