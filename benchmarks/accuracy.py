@@ -31,7 +31,8 @@ preprocessing and cached in ``SKLEARN_CXR_BENCH_CACHE``; each fold then fits
 time of the training images (measured throughput) + scaler and final
 estimator time.
 
-    python benchmarks/accuracy.py --quick                 # < 15 min, subsample
+    # --quick: 800 images (features); 300 at 64 px, 2 epochs (finetune); 3 folds
+    python benchmarks/accuracy.py --quick
     python benchmarks/accuracy.py --modes features        # full 5-fold, features
     python benchmarks/accuracy.py --modes finetune        # hours on 2 cores
     python benchmarks/accuracy.py --labels subtype --modes features
@@ -371,7 +372,7 @@ def main(argv=None):
     logging.getLogger("sklearn_cxr").setLevel(logging.WARNING)
 
     if args.quick:
-        args.n_images = args.n_images or 600
+        args.n_images = args.n_images or 800
         args.finetune_n_images = args.finetune_n_images or 300
         args.n_splits = 3
         args.image_size = args.image_size or 64

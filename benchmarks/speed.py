@@ -383,6 +383,8 @@ def main(argv=None):
 
     result["machine"]["load_avg_end"] = os.getloadavg()
     tag = "quick" if args.quick else f"{n}img_{size}px"
+    if args.skip_train:
+        tag += "_inference_only"
     path = _common.save_json(f"speed_{tag}.json", result)
     logger.info("saved %s", path)
     print(_summary(result))
