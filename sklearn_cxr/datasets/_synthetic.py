@@ -132,7 +132,6 @@ def _draw_parameters(rng, n_patients, images_per_patient, subtype_codes):
     p["int_amp"] = np.where(viral, per_patient(0.05, 0.10), 0.0) * per_image(
         0.85, 1.15
     )
-
     return patient, {k: v.astype(np.float32)[:, None, None] for k, v in p.items()}
 
 
