@@ -87,6 +87,22 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path):
     pids = {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in study.trials}
     assert pids == {w.pid for w in workers}
     assert len({t.number for t in study.trials}) == 4
+    # n_trials=0 joins the finished study and only refits its best trial.
+    from sklearn_cxr.tuning import tune
+
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, 120, (24, 32, 32), dtype=np.uint8)
+    y = np.array(["NORMAL", "PNEUMONIA"] * 12)
+    X[y == "PNEUMONIA", 8:24, 8:24] = 255
+    clf = PretrainedCNNClassifier(
+        backbone=TinyNet(), weights=None, mode="features", image_size=32,
+        random_state=0,
+    )
+    study, best = tune(clf, X, y, cv=2, n_trials=0, storage=url, study_name="shared")
+    assert len(study.trials) == 4
+    assert best.final_estimator_.C == pytest.approx(
+        study.best_params["final_estimator__C"]
+    )
 
 
 def test_grid_search_on_a_dask_cluster(blobs):
