@@ -5,6 +5,7 @@ from ._classifier import PretrainedCNNClassifier
 from ._evaluation import ClinicalReport, clinical_report, evaluate_classifier
 from ._features import PretrainedFeatures
 from ._images import ImageReadError, read_image
+from ._persistence import ModelFileError
 
 __version__ = "0.1.0"
 
@@ -15,6 +16,7 @@ __all__ = [
     "read_image",
     "ImageReadError",
     "WeightsUnavailableError",
+    "ModelFileError",
     "clinical_report",
     "evaluate_classifier",
     "ClinicalReport",

@@ -15,8 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from torch import nn
 
-from sklearn_cxr import PretrainedCNNClassifier, PretrainedFeatures
-from sklearn_cxr._persistence import ModelFileError
+from sklearn_cxr import ModelFileError, PretrainedCNNClassifier, PretrainedFeatures
 
 
 def _tiny_clf(mode, **kw):
