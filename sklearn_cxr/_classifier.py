@@ -137,9 +137,11 @@ class _CXRNet(NeuralNetClassifier):
         return losses.mean()
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        if epochs is None:
+        resumed_at = getattr(self, "resumed_at_epoch_", None)
+        if epochs is None and resumed_at is not None:
             # a fit resumed from a checkpoint runs only the epochs not yet done
-            epochs = max(self.max_epochs - len(self.history), 0)
+            epochs = max(self.max_epochs - resumed_at, 0)
+        self.resumed_at_epoch_ = None  # later partial_fit calls: skorch's rule
         self.interrupted_ = False
         self._snapshot_epoch()
         try:
@@ -341,6 +343,7 @@ class _ResumeFromCheckpoint(LoadInitState):
                 "another configuration (backbone, head, classes) or is damaged: "
                 "delete it, pass another checkpoint_dir, or fit with resume=False."
             ) from exc
+        net.resumed_at_epoch_ = len(net.history)
         logger.info(
             "Resuming from the checkpoint in %r after epoch %d of %d.",
             checkpoint.dirname,

@@ -459,7 +459,13 @@ def evaluate_classifier(
 
 def _write_report(directory, report, estimator, X, y_binary, score, positive, k):
     """Write the PNG figures; return their file names."""
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError(
+            "Writing the report's figures needs matplotlib: pip install "
+            "matplotlib (or 'sklearn-cxr[docs]'), or leave report_dir=None."
+        ) from exc
     from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
     os.makedirs(directory, exist_ok=True)

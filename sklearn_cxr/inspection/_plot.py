@@ -69,7 +69,12 @@ def plot_gradcam(
     n_cols = max(1, min(int(n_cols), n))
     n_rows = max(1, math.ceil(n / n_cols))
     if figure is None:
-        import matplotlib.pyplot as plt
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError(
+                "plot_gradcam needs matplotlib: pip install matplotlib."
+            ) from exc
 
         figure = plt.figure()
     figure.set_size_inches(panel_size * n_cols, panel_size * n_rows)
