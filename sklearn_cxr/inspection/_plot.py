@@ -39,7 +39,8 @@ def plot_gradcam(
     n_cols : int, default=4
         Panels per row.
     figure : matplotlib.figure.Figure, default=None
-        Figure to draw into; None creates one with ``pyplot``.
+        Figure to draw into (resized to fit the panels); None creates one
+        with ``pyplot``.
     panel_size : float, default=2.6
         Inches per panel.
 
@@ -76,7 +77,7 @@ def plot_gradcam(
                 "plot_gradcam needs matplotlib: pip install matplotlib."
             ) from exc
 
-        figure = plt.figure()
+        figure = plt.figure(layout="constrained")
     figure.set_size_inches(panel_size * n_cols, panel_size * n_rows)
     axes = figure.subplots(n_rows, n_cols, squeeze=False).ravel()
     for i, ax in enumerate(axes):
