@@ -11,8 +11,9 @@ What it checks:
   reference, gallery index);
 - every gallery example of ``examples/`` has its page; every ``plot_*.py``
   example ran (its page shows its running time, no traceback) and its page
-  shows at least one figure: an ``<img>`` whose PNG file exists in
-  ``_images/``;
+  shows its figures: at least one, each an ``<img>`` whose PNG file exists in
+  ``_images/``, and every figure the example drew
+  (``docs/auto_examples/**/images/``) is among them;
 - every public name (``__all__``) of the public modules has its API page, and
   the API reference links to it.
 
@@ -139,6 +140,18 @@ def check_examples(build, max_seconds=None):
                 problems.append(f"{rel}: figure {src} points to a missing file")
             else:
                 figures.append(target)
+        drawn = sorted(
+            path.name
+            for path in (DOCS / "auto_examples" / rel.parent / "images").glob(
+                f"sphx_glr_{stem}_[0-9]*.png"
+            )
+        )
+        shown = {path.name for path in figures}
+        for name in drawn:
+            if name not in shown:
+                problems.append(
+                    f"{rel}: figure {name} was drawn but the page does not show it"
+                )
         if not figures:
             problems.append(
                 f"{rel}: its page shows no figure (no <img> of a "
