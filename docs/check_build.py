@@ -126,13 +126,14 @@ def check_examples(build, max_seconds=None):
         if "Traceback (most recent call last)" in html:
             problems.append(f"{rel}: the example raised an error (see its page)")
         stem = rel.stem
-        figures = []
+        figures, referenced = [], set()
         for src in image_sources(html):
             name = Path(unquote(urlparse(src).path)).name
             if not (name.startswith(f"sphx_glr_{stem}_") and name.endswith(".png")):
                 continue
             if "thumb" in name:
                 continue
+            referenced.add(name)
             target = (page.parent / unquote(urlparse(src).path)).resolve()
             if "_images" not in target.parts:
                 problems.append(f"{rel}: figure {src} is not under _images/")
@@ -146,13 +147,12 @@ def check_examples(build, max_seconds=None):
                 f"sphx_glr_{stem}_[0-9]*.png"
             )
         )
-        shown = {path.name for path in figures}
         for name in drawn:
-            if name not in shown:
+            if name not in referenced:
                 problems.append(
                     f"{rel}: figure {name} was drawn but the page does not show it"
                 )
-        if not figures:
+        if not referenced:
             problems.append(
                 f"{rel}: its page shows no figure (no <img> of a "
                 f"sphx_glr_{stem}_*.png in _images/); a plot_ example must draw "
