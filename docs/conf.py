@@ -8,7 +8,9 @@ Build (warnings are errors, as in CI)::
 The gallery (``examples/``) runs during the build on synthetic images, on the
 CPU, with small networks and a few epochs. Point ``SKLEARN_CXR_WEIGHTS`` at the
 offline ImageNet EfficientNet-Lite0 checkpoint to let the examples that can use
-pretrained weights use them; without it they train from random weights.
+pretrained weights use them (by default the file is looked for where the tests
+look: ``$SKLEARN_CXR_SHARED/weights/`` or ``../shared/weights/``); without it
+they train from random weights.
 ``SKLEARN_CXR_DOCS_NO_GALLERY=1`` skips running the examples (a fast build to
 proofread the prose; the gallery pages then have no figures and
 ``check_build.py`` fails on them).
@@ -23,7 +25,11 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent))
 
+from sphinx.util import logging as sphinx_logging  # noqa: E402
+
 import sklearn_cxr  # noqa: E402
+
+_logger = sphinx_logging.getLogger("sklearn_cxr.docs")
 
 # ---------------------------------------------------------------- project info
 project = "sklearn-cxr"
@@ -100,6 +106,30 @@ sphinx_gallery_conf = {
 # The examples run on the CPU, quietly and deterministically.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("MPLBACKEND", "agg")
+# Offline ImageNet weights for the examples: SKLEARN_CXR_WEIGHTS, else the
+# shared folder the tests use (SKLEARN_CXR_SHARED, else ../shared beside the
+# checkout), else none (random weights).
+_SHARED_WEIGHTS = (
+    Path(os.environ.get("SKLEARN_CXR_SHARED", DOCS.parent.parent / "shared"))
+    / "weights"
+    / "efficientnet_lite0_imagenet_timm.pth"
+)
+if "SKLEARN_CXR_WEIGHTS" not in os.environ and _SHARED_WEIGHTS.is_file():
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        os.environ["SKLEARN_CXR_WEIGHTS"] = str(_SHARED_WEIGHTS)
+_logger.info(
+    "sklearn_cxr docs: gallery examples use "
+    + (
+        f"the ImageNet weights {os.environ['SKLEARN_CXR_WEIGHTS']}"
+        if os.environ.get("SKLEARN_CXR_WEIGHTS")
+        else "random weights (set SKLEARN_CXR_WEIGHTS for ImageNet ones)"
+    )
+)
+
 # One torch thread by default: on a shared 2-core machine the examples took
 # 4-5x less CPU time with 1 thread than with 2 (threads spin while waiting for
 # each other). SKLEARN_CXR_DOCS_THREADS=N uses N threads on a quiet machine.
