@@ -54,7 +54,7 @@ clf = PretrainedCNNClassifier(
 # hundreds of features per image, it matters. Any parameter can join the
 # grid (``class_weight``, ``final_estimator`` itself...), at the price of
 # more fits.
-param_grid = {"final_estimator__C": np.logspace(-3, 1, 5)}
+param_grid = {"final_estimator__C": np.logspace(-4, 0, 5)}
 search = GridSearchCV(
     clf,
     param_grid,
