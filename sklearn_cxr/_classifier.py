@@ -94,7 +94,8 @@ class _FreezeBody(Callback):
 
     def on_epoch_begin(self, net, **kwargs):
         epoch = len(net.history)  # 1-based: the row of this epoch exists
-        net.module_.body.requires_grad_(epoch > self.freeze_epochs)
+        module = getattr(net.module_, "module", net.module_)  # DDP wrapper
+        module.body.requires_grad_(epoch > self.freeze_epochs)
 
 
 def _valid_roc_auc(net, X, y):
@@ -952,8 +953,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         if self.accelerator is not None:
             from ._accelerate import accelerated_net
 
-            net_class, net_kwargs = accelerated_net(self.accelerator)
-            device = str(net_kwargs["accelerator"].device)
+            net_class, net_kwargs, device = accelerated_net(self.accelerator)
         net = net_class(
             module,
             criterion=torch.nn.CrossEntropyLoss,
