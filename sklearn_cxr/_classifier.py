@@ -825,7 +825,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                     ),
                     y_encoded,
                 )
-                sample_weight = extra if sample_weight is None else sample_weight * extra
+                if sample_weight is not None:
+                    extra = extra * sample_weight
+                sample_weight = extra
         if "random_state" in estimator.get_params() and estimator.get_params()[
             "random_state"
         ] is None:
@@ -984,6 +986,13 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             module.to(memory_format=torch.channels_last)
         with explain_out_of_memory(self.batch_size, self.image_size):
             net.fit(train_ds, y=None)
+        if getattr(net, "interrupted_", False) and any(
+            isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
+            for _, cb in net.callbacks_
+        ):
+            # skorch's EarlyStopping ends training by raising KeyboardInterrupt
+            # after a completed epoch, and restores the best epoch itself
+            net.interrupted_ = False
         if getattr(net, "interrupted_", False):
             if not len(net.history):
                 raise KeyboardInterrupt  # no epoch completed: keep the old model

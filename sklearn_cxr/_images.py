@@ -517,8 +517,7 @@ def build_transform(
     -------
     transform : torchvision.transforms.v2.Compose
     """
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import v2
+    from torchvision.transforms import InterpolationMode, v2
 
     if not isinstance(image_size, Integral) or image_size < 8:
         raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}.")
