@@ -149,6 +149,21 @@ def test_finetune_reports_each_epoch_of_each_fold(tmp_path, blobs):
     assert best is not None  # refitted from the completed trial
 
 
+def test_features_mode_reports_after_each_fold_and_prunes(blobs):
+    X, y, groups = blobs
+    study, best = tune(
+        features_clf(), X, y, groups=groups, cv=2, n_trials=1,
+        pruner=AlwaysPrune(), refit=False,
+    )
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert list(trial.intermediate_values) == [0]
+    assert trial.intermediate_values[0] == pytest.approx(
+        trial.user_attrs["cv_scores"][0]
+    )
+    assert best is None
+
+
 def test_all_trials_pruned_refit_error(blobs):
     X, y, groups = blobs
     with pytest.raises(RuntimeError, match="No trial .* completed.*PRUNED"):
