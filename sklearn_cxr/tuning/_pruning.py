@@ -61,13 +61,13 @@ class OptunaPruningCallback(Callback):
 
     def initialize(self):
         self.n_reported_ = 0
-        self._warned = False
+        self.warned_ = False
         return self
 
     def on_epoch_end(self, net, **kwargs):
         row = net.history[-1]
         if self.monitor not in row:
-            if not self._warned:
+            if not self.warned_:
                 logger.warning(
                     "Trial %d: no %r in the training history (columns: %s), so "
                     "nothing is reported to Optuna each epoch; give the "
@@ -76,7 +76,7 @@ class OptunaPruningCallback(Callback):
                     self.monitor,
                     sorted(row),
                 )
-                self._warned = True
+                self.warned_ = True
             return
         epoch = len(net.history) - 1
         step = self.step_offset + epoch

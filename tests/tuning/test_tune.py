@@ -242,3 +242,24 @@ def test_optuna_search_cv_with_the_classifier(blobs):
     )
     assert set(search.predict(X)) <= {"NORMAL", "PNEUMONIA"}
     assert search.best_score_ > 0.8
+
+
+def test_pruning_callback_reports_with_offset_or_warns_without_monitor(caplog):
+    from types import SimpleNamespace
+
+    from skorch.history import History
+
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    net = SimpleNamespace(history=History())
+    callback = OptunaPruningCallback(trial, step_offset=10).initialize()
+    net.history.new_epoch()
+    net.history.record("train_loss", 0.7)
+    with caplog.at_level("WARNING", logger="sklearn_cxr.tuning._pruning"):
+        callback.on_epoch_end(net)
+    assert "no 'valid_auc' in the training history" in caplog.text
+    net.history.new_epoch()
+    net.history.record("valid_auc", 0.8)
+    callback.on_epoch_end(net)
+    study.tell(trial, 0.8)
+    assert study.trials[0].intermediate_values == {11: 0.8}
