@@ -137,3 +137,29 @@ def test_grid_search_on_a_dask_cluster(blobs):
         search.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"]
     )
     assert set(search.predict(X)) <= {"NORMAL", "PNEUMONIA"}
+
+
+def test_tune_on_a_journal_file_storage(tmp_path, blobs):
+    optuna = pytest.importorskip("optuna", reason="the tuning extra is missing")
+    from sklearn_cxr.tuning import tune
+
+    X, y, groups = blobs
+    clf = PretrainedCNNClassifier(
+        backbone=TinyNet(), weights=None, mode="features", image_size=32,
+        random_state=0,
+    )
+    log = tmp_path / "journal.log"
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(log))
+    )
+    tune(clf, X, y, groups=groups, cv=2, n_trials=1, storage=storage,
+         study_name="journal", refit=False)
+    # A second process would open the same file: reopen it from scratch.
+    reopened = optuna.load_study(
+        study_name="journal",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(log))
+        ),
+    )
+    assert [t.state for t in reopened.trials] == [optuna.trial.TrialState.COMPLETE]
+    assert len(reopened.trials[0].user_attrs["cv_scores"]) == 2
