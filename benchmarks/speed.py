@@ -213,6 +213,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--skip-inference", action="store_true")
     parser.add_argument("--only-in-chans", action="store_true",
                         help="only (e): the 1-channel stem against 3 channels")
     parser.add_argument(
@@ -229,7 +230,12 @@ def main(argv=None):
     from PIL import Image
 
     from sklearn_cxr import PretrainedCNNClassifier, PretrainedFeatures
-    from sklearn_cxr._backbones import CXRNetwork, build_head, load_backbone
+    from sklearn_cxr._backbones import (
+        CXRNetwork,
+        build_head,
+        load_backbone,
+        probe_features,
+    )
     from sklearn_cxr._images import build_transform
 
     weights = str(_common.WEIGHTS) if args.backbone.startswith("timm:") else None
@@ -263,8 +269,9 @@ def main(argv=None):
                             "ours_arrays")}
     mem = {k: [] for k in runs}
     cpu_runs = {k: [] for k in runs}
-    for rep in range(args.repeats):
-        for name, fn in (
+    outputs = {}
+    for rep in range(args.repeats if not args.skip_inference else 0):
+        candidates = [
             ("ours_paths", lambda: feats.transform(paths)),
             ("hand", lambda: hand_inference(
                 model, paths, size, args.batch_size, feats.mean_, feats.std_,
@@ -274,7 +281,11 @@ def main(argv=None):
                 args.batch_size, feats.mean_, feats.std_, feats.interpolation_,
                 channels_last=True)),
             ("ours_arrays", lambda: feats.transform(arrays)),
-        ):
+        ]
+        # Rotate the order each repeat: the first run of a repeat pays for
+        # the allocator's growth, which must not always fall on one side.
+        shift = rep % len(candidates)
+        for name, fn in candidates[shift:] + candidates[:shift]:
             seconds, cpu, rise, out = timed(fn)
             model.to(memory_format=torch.contiguous_format)
             runs[name].append(seconds)
@@ -282,90 +293,96 @@ def main(argv=None):
             mem[name].append(rise)
             logger.info("inference rep %d %s: %.2fs wall, %.2fs cpu", rep, name,
                         seconds, cpu)
-            if name == "ours_paths":
-                ours_out = out
-            if name == "hand":
-                max_diff = float(np.abs(ours_out - out).max())
-    inf = {k: {"seconds": v, "median_s": median(v),
-               "images_per_s": n / median(v),
-               "cpu_seconds": cpu_runs[k],
-               "images_per_cpu_s": n / median(cpu_runs[k]),
-               "peak_rss_rise_mb": max(mem[k])} for k, v in runs.items()}
-    inf["ratio_ours_vs_hand"] = (
-        inf["ours_paths"]["images_per_s"] / inf["hand"]["images_per_s"]
-    )
-    inf["ratio_ours_vs_hand_channels_last"] = (
-        inf["ours_paths"]["images_per_s"]
-        / inf["hand_channels_last"]["images_per_s"]
-    )
-    inf["ratio_arrays_vs_paths"] = (
-        inf["ours_arrays"]["images_per_s"] / inf["ours_paths"]["images_per_s"]
-    )
-    inf["cpu_ratio_ours_vs_hand"] = (
-        inf["ours_paths"]["images_per_cpu_s"] / inf["hand"]["images_per_cpu_s"]
-    )
-    inf["cpu_ratio_ours_vs_hand_channels_last"] = (
-        inf["ours_paths"]["images_per_cpu_s"]
-        / inf["hand_channels_last"]["images_per_cpu_s"]
-    )
-    inf["max_abs_diff_ours_vs_hand"] = max_diff
-    result["inference"] = inf
+            outputs[name] = out
+        max_diff = float(np.abs(outputs["ours_paths"] - outputs["hand"]).max())
+    if not args.skip_inference:
+        inf = {k: {"seconds": v, "median_s": median(v),
+                   "images_per_s": n / median(v),
+                   "cpu_seconds": cpu_runs[k],
+                   "images_per_cpu_s": n / median(cpu_runs[k]),
+                   "peak_rss_rise_mb": max(mem[k])} for k, v in runs.items()}
+        inf["ratio_ours_vs_hand"] = (
+            inf["ours_paths"]["images_per_s"] / inf["hand"]["images_per_s"]
+        )
+        inf["ratio_ours_vs_hand_channels_last"] = (
+            inf["ours_paths"]["images_per_s"]
+            / inf["hand_channels_last"]["images_per_s"]
+        )
+        inf["ratio_arrays_vs_paths"] = (
+            inf["ours_arrays"]["images_per_s"] / inf["ours_paths"]["images_per_s"]
+        )
+        inf["cpu_ratio_ours_vs_hand"] = (
+            inf["ours_paths"]["images_per_cpu_s"] / inf["hand"]["images_per_cpu_s"]
+        )
+        inf["cpu_ratio_ours_vs_hand_channels_last"] = (
+            inf["ours_paths"]["images_per_cpu_s"]
+            / inf["hand_channels_last"]["images_per_cpu_s"]
+        )
+        inf["max_abs_diff_ours_vs_hand"] = max_diff
+        result["inference"] = inf
 
-    # (d) data loading alone -------------------------------------------------
-    tf = feats._eval_transform()
-    from sklearn_cxr._images import check_images
+        # (d) data loading alone -------------------------------------------------
+        tf = feats._eval_transform()
+        from sklearn_cxr._images import check_images
 
-    load = {"paths": [], "arrays": []}
-    for _ in range(args.repeats):
-        for name, source in (("paths", paths), ("arrays", arrays)):
-            coll = check_images(source)
-            start = time.process_time()
-            for i in range(len(coll)):
-                tf(coll[i])
-            load[name].append(time.process_time() - start)
-    result["loading"] = {
-        k: {"median_cpu_s": median(v), "images_per_cpu_s": n / median(v)}
-        for k, v in load.items()
-    }
-    result["loading"]["ratio_arrays_vs_paths"] = (
-        median(load["paths"]) / median(load["arrays"])
-    )
+        load = {"paths": [], "arrays": []}
+        for _ in range(args.repeats):
+            for name, source in (("paths", paths), ("arrays", arrays)):
+                coll = check_images(source)
+                start = time.process_time()
+                for i in range(len(coll)):
+                    tf(coll[i])
+                load[name].append(time.process_time() - start)
+        result["loading"] = {
+            k: {"median_cpu_s": median(v), "images_per_cpu_s": n / median(v)}
+            for k, v in load.items()
+        }
+        result["loading"]["ratio_arrays_vs_paths"] = (
+            median(load["paths"]) / median(load["arrays"])
+        )
 
     # (b) training -------------------------------------------------------------
     if not args.skip_train:
         train = {"ours": [], "hand": []}
         tcpu = {"ours": [], "hand": []}
         tmem = {"ours": [], "hand": []}
-        for rep in range(args.repeats):
+        yi = (y == "PNEUMONIA").astype(int)
+
+        def ours(rep):
             clf = PretrainedCNNClassifier(
                 backbone=args.backbone, weights=weights, image_size=size,
                 batch_size=args.batch_size, max_epochs=1, freeze_epochs=0,
                 validation_fraction=None, random_state=rep,
                 callbacks=[("cpu_timer", _epoch_cpu_timer())],
             )
-            with PeakRSS() as m:
-                clf.fit(paths, y)
-            train["ours"].append(float(clf.history_[-1, "dur"]))
-            tcpu["ours"].append(float(clf.history_[-1, "cpu_dur"]))
-            tmem["ours"].append(m.rise_mb)
+            clf.fit(paths, y)
+            return float(clf.history_[-1, "dur"]), float(
+                clf.history_[-1, "cpu_dur"]
+            )
+
+        def hand(rep):
+            torch.manual_seed(rep)
             spec = load_backbone(args.backbone, weights)
-            nfeat = clf.module_.head[-1].in_features if hasattr(
-                clf.module_.head[-1], "in_features") else None
+            nfeat = probe_features(spec.body, size, 3)
             module = CXRNetwork(spec.body, build_head(nfeat, 2))
             tf_train = build_transform(size, mean=spec.mean, std=spec.std,
                                        interpolation=spec.interpolation,
                                        train=True)
-            yi = (y == "PNEUMONIA").astype(int)
-            with PeakRSS() as m:
-                seconds, cpu = hand_train_epoch(module, paths, yi, size,
-                                           args.batch_size, 1e-3, tf_train,
-                                           seed=rep)
-            train["hand"].append(seconds)
-            tcpu["hand"].append(cpu)
-            tmem["hand"].append(m.rise_mb)
-            logger.info("train rep %d: ours %.2fs (cpu %.2fs) hand %.2fs "
-                        "(cpu %.2fs)", rep, train["ours"][-1], tcpu["ours"][-1],
-                        seconds, cpu)
+            return hand_train_epoch(module, paths, yi, size, args.batch_size,
+                                    1e-3, tf_train, seed=rep)
+
+        for rep in range(args.repeats):
+            # alternate who goes first (allocator growth, caches)
+            order = [("ours", ours), ("hand", hand)]
+            for name, fn in order if rep % 2 == 0 else order[::-1]:
+                # RSS rise covers building the model and the epoch, both sides
+                with PeakRSS() as m:
+                    seconds, cpu = fn(rep)
+                train[name].append(seconds)
+                tcpu[name].append(cpu)
+                tmem[name].append(m.rise_mb)
+                logger.info("train rep %d %s: %.2fs wall, %.2fs cpu, rss +%.0f MB",
+                            rep, name, seconds, cpu, m.rise_mb)
         tr = {k: {"epoch_seconds": v, "median_s": median(v),
                   "images_per_s": n / median(v),
                   "cpu_seconds": tcpu[k],
@@ -385,14 +402,20 @@ def main(argv=None):
     tag = "quick" if args.quick else f"{n}img_{size}px"
     if args.skip_train:
         tag += "_inference_only"
+    if args.skip_inference:
+        tag += "_training_only"
     path = _common.save_json(f"speed_{tag}.json", result)
     logger.info("saved %s", path)
     print(_summary(result))
 
 
 def _summary(r):
-    inf = r["inference"]
-    lines = [
+    lines = []
+    if "inference" not in r:
+        inf = None
+    else:
+        inf = r["inference"]
+    lines += [] if inf is None else [
         f"inference ours {inf['ours_paths']['images_per_s']:.2f} img/s, hand "
         f"{inf['hand']['images_per_s']:.2f}, ratio {inf['ratio_ours_vs_hand']:.3f}"
         f" (cpu-time ratio {inf['cpu_ratio_ours_vs_hand']:.3f}; vs hand+channels_last"
