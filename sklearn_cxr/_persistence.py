@@ -126,8 +126,10 @@ def _encode_params(estimator, skops_parts):
             )
             encoded[name] = None
             continue
-        if name == "memory" and value is not None and hasattr(value, "location"):
-            value = value.location
+        if name == "memory":
+            # A cache folder belongs to the machine, not to the model.
+            encoded[name] = None
+            continue
         if name == "random_state" and isinstance(value, np.random.RandomState):
             # The seed actually drawn at fit reproduces the fit.
             value = int(estimator.seed_)
@@ -169,6 +171,25 @@ def _rebuild_body(backbone, in_chans):
     """The headless backbone architecture, with random (soon replaced) weights."""
     with torch.random.fork_rng(devices=[]):
         return load_backbone(backbone, None, in_chans=in_chans).body
+
+
+def _memory_format(module):
+    """"channels_last" when the 4-d weights are stored so, else "contiguous".
+
+    Convolutions may take other code paths in either layout; restoring the
+    saved layout keeps predictions bitwise identical.
+    """
+    for param in module.parameters():
+        if param.ndim == 4 and not param.is_contiguous():
+            if param.is_contiguous(memory_format=torch.channels_last):
+                return "channels_last"
+    return "contiguous"
+
+
+def _apply_memory_format(module, fitted):
+    if fitted.get("memory_format") == "channels_last":
+        module.to(memory_format=torch.channels_last)
+    return module
 
 
 def _load_device(fitted_on):
@@ -230,6 +251,7 @@ def _features_state(features, skops_parts, tensors, prefix):
     fitted = {name: getattr(features, name) for name in _FEATURES_FITTED}
     fitted["mean_"] = list(features.mean_)
     fitted["std_"] = list(features.std_)
+    fitted["memory_format"] = _memory_format(features.backbone_)
     if hasattr(features, "n_images_seen_"):
         fitted["n_images_seen_"] = int(features.n_images_seen_)
     tensors.update(
@@ -248,7 +270,9 @@ def _restore_features(features, fitted, tensors, prefix):
     features.device_ = _load_device(fitted["device_"])
     body = _rebuild_body(features.backbone, features.in_chans)
     _load_tensors(body, tensors, prefix, f"backbone {features.backbone!r}")
-    features.backbone_ = body.eval().to(features.device_)
+    features.backbone_ = _apply_memory_format(
+        body.eval().to(features.device_), fitted
+    )
     return features
 
 
@@ -273,6 +297,7 @@ def _classifier_state(clf, skops_parts, tensors, extra):
         fitted["mean_"] = list(clf.mean_)
         fitted["std_"] = list(clf.std_)
         fitted["interpolation_"] = clf.interpolation_
+        fitted["memory_format"] = _memory_format(module)
         fitted["head_in_features"] = int(
             next(m for m in module.head if isinstance(m, torch.nn.Linear)).in_features
         )
@@ -313,6 +338,7 @@ def _restore_classifier(clf, fitted, tensors, parts):
     )
     module = CXRNetwork(body, head)
     _load_tensors(module, tensors, "module.", f"network {clf.backbone!r}")
+    _apply_memory_format(module, fitted)
     clf.mean_ = tuple(fitted["mean_"])
     clf.std_ = tuple(fitted["std_"])
     clf.interpolation_ = fitted["interpolation_"]

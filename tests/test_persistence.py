@@ -201,15 +201,18 @@ def test_module_backbone_cannot_be_saved_safely(tmp_path):
     assert not (tmp_path / "m.cxr").exists()
 
 
-def test_callbacks_are_dropped_with_a_warning(tmp_path):
+def test_callbacks_and_memory_are_not_stored(tmp_path):
     from skorch.callbacks import EpochTimer
 
     X, y, _ = make_blobs(n=8)
-    clf = _tiny_clf("features", callbacks=[("timer", EpochTimer())]).fit(X, y)
+    clf = _tiny_clf(
+        "features", callbacks=[("timer", EpochTimer())], memory=tmp_path / "cache"
+    ).fit(X, y)
     with pytest.warns(UserWarning, match="callbacks=None"):
         path = clf.save(tmp_path / "m.cxr")
     loaded = PretrainedCNNClassifier.load(path)
     assert loaded.callbacks is None
+    assert loaded.memory is None and loaded.features_.memory is None
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
 
 
