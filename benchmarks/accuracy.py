@@ -327,6 +327,7 @@ FEATURE_CANDIDATES = {
     "equalize+C=0.01+balanced": (
         {"equalize": True}, {"C": 0.01, "class_weight": "balanced"}
     ),
+    "equalize+balanced": ({"equalize": True}, {"class_weight": "balanced"}),
     "in_chans=1": ({"in_chans": 1}, {}),
 }
 
