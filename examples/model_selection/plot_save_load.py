@@ -23,6 +23,7 @@ import tempfile
 import zipfile
 
 import joblib
+import matplotlib.pyplot as plt
 import numpy as np
 
 from sklearn_cxr import ModelFileError, PretrainedCNNClassifier
@@ -47,8 +48,16 @@ print("classes:", config["fitted"]["classes_"])
 print("backbone:", config["params"]["backbone"], "mode:", config["fitted"]["mode"])
 
 loaded = PretrainedCNNClassifier.load(path)
-same = np.array_equal(loaded.predict_proba(X), clf.predict_proba(X))
-print("identical probabilities after loading:", same)
+before, after = clf.predict_proba(X)[:, 1], loaded.predict_proba(X)[:, 1]
+print("identical probabilities after loading:", np.array_equal(before, after))
+
+fig, ax = plt.subplots(figsize=(4, 4))
+ax.scatter(before, after, s=12)
+ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+ax.set_xlabel("P(PNEUMONIA), fitted model")
+ax.set_ylabel("P(PNEUMONIA), after save and load")
+ax.set_title("Same predictions after loading")
+fig.tight_layout()
 
 # %%
 # A pickle is refused by ``load``
