@@ -1,7 +1,7 @@
 """
-==================================================
+===================================================
 Saving a model safely, and why not to trust pickles
-==================================================
+===================================================
 
 A fitted model can be kept with ``model.save(path)`` and read back with
 ``PretrainedCNNClassifier.load(path)``. The file stores the parameters as
