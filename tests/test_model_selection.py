@@ -168,8 +168,13 @@ def test_tuned_threshold_reaches_target_sensitivity():
 
 def test_tuned_threshold_balanced_accuracy_finetune():
     X, y, _ = make_blobs(n=24)
+    # One held-out split and no refit: a single fine-tuning.
     tuned = TunedThresholdClassifierCV(
-        _clf("finetune"), scoring="balanced_accuracy", cv=2, random_state=0
+        _clf("finetune"),
+        scoring="balanced_accuracy",
+        cv=0.5,
+        refit=False,
+        random_state=0,
     ).fit(X, y)
     assert tuned.classes_.tolist() == ["NORMAL", "PNEUMONIA"]
     assert np.isfinite(tuned.best_threshold_)
