@@ -341,6 +341,9 @@ FINETUNE_CANDIDATES = {
     "dropout=0.3": {"dropout": 0.3},
     "augment=False": {"augment": False},
     "validation_fraction=None": {"validation_fraction": None},
+    "balanced+equalize": {"class_weight": "balanced", "equalize": True},
+    "balanced+lr=3e-4": {"class_weight": "balanced", "lr": 3e-4},
+    "balanced+freeze_epochs=0": {"class_weight": "balanced", "freeze_epochs": 0},
 }
 
 
