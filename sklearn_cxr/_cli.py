@@ -202,7 +202,7 @@ def build_parser():
         parents=[common],
         help="accuracy, sensitivity, specificity, ROC AUC with 95%% CIs",
         description="Evaluate MODEL on DATA_DIR (its test split when it has "
-        "one): accuracy, sensitivity, specificity and ROC AUC with 95%% bootstrap "
+        "one): accuracy, sensitivity, specificity and ROC AUC with 95% bootstrap "
         "confidence intervals resampled by patient, and the confusion matrix.",
     )
     evaluate.add_argument("model", metavar="MODEL", help="a model saved by train")
