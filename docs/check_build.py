@@ -39,6 +39,7 @@ MAIN_PAGES = [
     "install.html",
     "quickstart.html",
     "user_guide.html",
+    "cli.html",
     "api.html",
     "auto_examples/index.html",
 ]

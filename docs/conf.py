@@ -158,6 +158,32 @@ html_show_sourcelink = True
 html_copy_source = True
 
 
+# --------------------------------------------------------------- command line
+# The help of each command, written from the parser itself at every build so
+# that cli.rst never drifts from the code.
+def _write_cli_help():
+    import argparse
+
+    from sklearn_cxr._cli import build_parser
+
+    os.environ["COLUMNS"] = "80"  # argparse wraps to the terminal width
+    out = DOCS / "gen_modules" / "cli"
+    out.mkdir(parents=True, exist_ok=True)
+    parser = build_parser()
+    helps = {"sklearn-cxr": parser.format_help()}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                helps[name] = sub.format_help()
+    for name, text in helps.items():
+        path = out / f"{name}.txt"
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+
+
+_write_cli_help()
+
+
 # ---------------------------------------------------------------- docstrings
 # Methods inherited from scikit-learn (get_params, score, set_fit_request...)
 # keep scikit-learn's docstrings, whose :ref: and :term: roles point into
