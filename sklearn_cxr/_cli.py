@@ -163,7 +163,7 @@ def build_parser():
     train.add_argument(
         "--class-weight",
         choices=("none", "balanced"),
-        default="none",
+        default="balanced",
         help="'balanced' weighs classes inversely to their frequency "
         "(default: %(default)s)",
     )

@@ -41,7 +41,8 @@ def test_default_parameters_match_the_spec():
     expected = dict(
         backbone="resnet18", weights="DEFAULT", mode="finetune", image_size=224,
         hidden_units=(), dropout=0.0, max_epochs=10, batch_size=32, lr=1e-3,
-        freeze_epochs=1, class_weight=None, augment=True, final_estimator=None,
+        freeze_epochs=1, class_weight="balanced", augment=True,
+        final_estimator=None,
         device="auto", num_workers=0, random_state=None, verbose=0,
     )
     for key, value in expected.items():
@@ -155,6 +156,10 @@ def test_class_weight_balanced_both_modes(blobs):
     clf = finetune(class_weight="balanced", max_epochs=1).fit(X, y)
     criterion_weight = clf.net_.criterion_.weight
     assert criterion_weight[0] > criterion_weight[1]
+    # None trains on the raw prevalence
+    clf = finetune(class_weight=None, max_epochs=1).fit(X, y)
+    assert clf.net_.criterion_.weight is None
+    assert features(class_weight=None).fit(X, y).final_estimator_.class_weight is None
 
 
 def test_sample_weight_changes_the_fit(blobs):
