@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,10 +16,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    has_fit_parameter,
+)
 from skorch import NeuralNetClassifier
 from skorch.callbacks import (
     Callback,
@@ -56,6 +62,22 @@ _MODES = ("finetune", "features")
 def default_final_estimator():
     """The final estimator of feature mode when none is given."""
     return LogisticRegression(max_iter=1000)
+
+
+def _sample_weight_param(estimator):
+    """Name of the fit parameter that takes per-sample weights, or None.
+
+    A Pipeline takes them through its last step (``<step>__sample_weight``).
+    """
+    if has_fit_parameter(estimator, "sample_weight"):
+        return "sample_weight"
+    if isinstance(estimator, Pipeline):
+        name, last = estimator.steps[-1]
+        if last not in (None, "passthrough") and has_fit_parameter(
+            last, "sample_weight"
+        ):
+            return f"{name}__sample_weight"
+    return None
 
 
 class _FineTuneSchedule:
@@ -819,28 +841,37 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             if self.final_estimator is not None
             else default_final_estimator()
         )
+        weight_param = _sample_weight_param(estimator)
+        if sample_weight is not None and weight_param is None:
+            raise ValueError(
+                f"sample_weight was given but the final estimator "
+                f"{type(estimator).__name__} does not accept sample_weight in fit; "
+                "use a final estimator that does, or drop sample_weight."
+            )
         if self.class_weight is not None:
-            if "class_weight" in estimator.get_params():
-                weights = self._class_weight_vector(classes, y_encoded)
-                estimator.set_params(
-                    class_weight=dict(enumerate(weights.tolist()))
-                )
-            else:
-                extra = compute_sample_weight(
-                    dict(
-                        enumerate(self._class_weight_vector(classes, y_encoded))
-                    ),
-                    y_encoded,
-                )
+            weights = self._class_weight_vector(classes, y_encoded)
+            if "class_weight" in estimator.get_params(deep=False):
+                estimator.set_params(class_weight=dict(enumerate(weights.tolist())))
+            elif weight_param is not None:
+                extra = compute_sample_weight(dict(enumerate(weights)), y_encoded)
                 if sample_weight is not None:
                     extra = extra * sample_weight
                 sample_weight = extra
-        if "random_state" in estimator.get_params() and estimator.get_params()[
-            "random_state"
-        ] is None:
+            else:
+                warnings.warn(
+                    f"class_weight={self.class_weight!r} cannot be applied: the "
+                    f"final estimator {type(estimator).__name__} takes neither "
+                    "class_weight nor sample_weight. It is fitted unweighted; set "
+                    "class_weight=None to silence this warning.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        if "random_state" in estimator.get_params(deep=False) and estimator.get_params(
+            deep=False
+        )["random_state"] is None:
             estimator.set_params(random_state=seed % (2**31))
         if sample_weight is not None:
-            estimator.fit(embeddings, y_encoded, sample_weight=sample_weight)
+            estimator.fit(embeddings, y_encoded, **{weight_param: sample_weight})
         else:
             estimator.fit(embeddings, y_encoded)
         return {

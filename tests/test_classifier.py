@@ -300,3 +300,21 @@ def test_bad_parameters_are_named(blobs):
     ]:
         with pytest.raises(ValueError, match=match):
             finetune(**params).fit(X, y)
+
+
+def test_class_weight_reaches_pipeline_and_unweighted_final_estimators(blobs):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y, _ = blobs
+    X, y = X[:-8], y.copy()[:-8]
+    y[:12] = "PNEUMONIA"
+    pipe = make_pipeline(StandardScaler(), LogisticRegression())
+    clf = features(final_estimator=pipe).fit(X, y)  # default "balanced"
+    assert clf.predict(X).shape == (len(X),)
+    with pytest.warns(UserWarning, match="cannot be applied"):
+        features(final_estimator=KNeighborsClassifier(3)).fit(X, y)
+    with pytest.raises(ValueError, match="does not accept sample_weight"):
+        features(final_estimator=KNeighborsClassifier(3), class_weight=None).fit(
+            X, y, sample_weight=np.ones(len(X))
+        )
