@@ -498,6 +498,10 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         refused. The resumed run is not bit-identical to an
         uninterrupted one: the data order restarts from ``random_state`` and
         early stopping's patience count restarts at the resumed epoch.
+    compile : bool, default=False
+        Finetune mode: compile the network with ``torch.compile`` (skorch's
+        ``compile=True``). Worth it for long runs on CUDA; the first epoch
+        pays the compilation (a C++ compiler is needed on the CPU).
 
     Attributes
     ----------
@@ -575,6 +579,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         accelerator=None,
         checkpoint_dir=None,
         resume=False,
+        compile=False,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -606,6 +611,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         self.accelerator = accelerator
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
+        self.compile = compile
 
     # ------------------------------------------------------------------ params
     def set_params(self, **params):
@@ -1018,6 +1024,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             callbacks=callbacks,
             classes=list(range(len(classes))),
             verbose=self.verbose,
+            compile=bool(self.compile),
             **net_kwargs,
         )
         if device.startswith("cuda"):

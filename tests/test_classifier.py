@@ -318,3 +318,20 @@ def test_class_weight_reaches_pipeline_and_unweighted_final_estimators(blobs):
         features(final_estimator=KNeighborsClassifier(3), class_weight=None).fit(
             X, y, sample_weight=np.ones(len(X))
         )
+
+
+def test_compile_option_goes_through_torch_compile(blobs, monkeypatch):
+    compiled = []
+
+    def fake_compile(module, **kwargs):
+        compiled.append(type(module).__name__)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    X, y, _ = blobs
+    clf = finetune(compile=True, max_epochs=1).fit(X, y)
+    assert "CXRNetwork" in compiled
+    assert clf.predict(X).shape == (len(X),)
+    compiled.clear()
+    finetune(max_epochs=1).fit(X, y)
+    assert compiled == []
