@@ -49,6 +49,7 @@ from ._utils import (
     check_random_seed,
     explain_out_of_memory,
     resolve_device,
+    resolve_num_workers,
     seed_everything,
 )
 
@@ -442,8 +443,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         work with ``set_params`` and grid search even when this is None.
     device : {"auto", "cpu", "cuda"}, default="auto"
         ``"auto"`` trains on CUDA when available, else on the CPU.
-    num_workers : int, default=0
-        DataLoader workers decoding images.
+    num_workers : int or "auto", default=0
+        DataLoader workers decoding images; "auto" uses up to 4 on CUDA (where
+        decoding would otherwise starve the GPU) and none on the CPU.
     random_state : int, RandomState or None, default=None
         Seeds weights of the head, shuffling, augmentation and the validation
         split. Two CPU fits with the same seed give identical predictions.
@@ -1017,9 +1019,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             batch_size=self.batch_size,
             train_split=None if valid_ds is None else predefined_split(valid_ds),
             iterator_train__shuffle=True,
-            iterator_train__num_workers=self.num_workers,
+            iterator_train__num_workers=resolve_num_workers(self.num_workers, device),
             iterator_train__pin_memory=pin,
-            iterator_valid__num_workers=self.num_workers,
+            iterator_valid__num_workers=resolve_num_workers(self.num_workers, device),
             iterator_valid__pin_memory=pin,
             callbacks=callbacks,
             classes=list(range(len(classes))),

@@ -21,6 +21,7 @@ from ._utils import (
     explain_out_of_memory,
     make_loader,
     resolve_device,
+    resolve_num_workers,
     seed_everything,
 )
 
@@ -41,9 +42,12 @@ class _BackboneParamsMixin:
             raise ValueError(
                 f"batch_size must be a positive integer, got {self.batch_size!r}."
             )
-        if not isinstance(self.num_workers, Integral) or self.num_workers < 0:
+        if self.num_workers != "auto" and (
+            not isinstance(self.num_workers, Integral) or self.num_workers < 0
+        ):
             raise ValueError(
-                f"num_workers must be an integer >= 0, got {self.num_workers!r}."
+                "num_workers must be an integer >= 0 or 'auto', got "
+                f"{self.num_workers!r}."
             )
         if self.in_chans not in (1, 3):
             raise ValueError(f"in_chans must be 1 or 3, got {self.in_chans!r}.")
@@ -99,8 +103,9 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         Images per forward pass.
     device : {"auto", "cpu", "cuda"}, default="auto"
         ``"auto"`` uses CUDA when available.
-    num_workers : int, default=0
-        DataLoader worker processes decoding images.
+    num_workers : int or "auto", default=0
+        DataLoader worker processes decoding images; "auto" uses up to 4 on
+        CUDA and none on the CPU.
     random_state : int, RandomState or None, default=None
         Seeds the random initialisation when ``weights=None``.
     verbose : int, default=0
@@ -249,7 +254,7 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         loader = make_loader(
             dataset,
             batch_size=self.batch_size,
-            num_workers=self.num_workers,
+            num_workers=resolve_num_workers(self.num_workers, self.device_),
             device=self.device_,
         )
         out = np.empty((len(images), self.n_features_out_), dtype=np.float32)

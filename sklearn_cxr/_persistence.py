@@ -29,6 +29,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._backbones import CXRNetwork, build_head, load_backbone
+from ._utils import resolve_num_workers
 
 __all__ = ["ModelFileError", "TRUSTED_TYPES", "save_model", "load_model"]
 
@@ -353,7 +354,7 @@ def _restore_classifier(clf, fitted, tensors, parts):
         max_epochs=clf.max_epochs,
         batch_size=clf.batch_size,
         train_split=None,
-        iterator_valid__num_workers=clf.num_workers,
+        iterator_valid__num_workers=resolve_num_workers(clf.num_workers, device),
         iterator_valid__pin_memory=device.startswith("cuda"),
         classes=list(range(clf.n_classes_)),
         device=device,

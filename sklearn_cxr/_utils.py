@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from contextlib import contextmanager
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "resolve_num_workers",
     "resolve_device",
     "seed_everything",
     "make_loader",
@@ -57,6 +59,19 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def resolve_num_workers(num_workers, device):
+    """Turn ``"auto"`` into a worker count: several on CUDA, none on the CPU.
+
+    On the CPU the network, not decoding, is the bottleneck, and worker
+    processes would compete with torch's threads for the same cores.
+    """
+    if num_workers == "auto":
+        if str(device).startswith("cuda"):
+            return min(4, os.cpu_count() or 1)
+        return 0
+    return num_workers
 
 
 def make_loader(dataset, *, batch_size, num_workers, device, shuffle=False, seed=0):

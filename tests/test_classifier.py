@@ -335,3 +335,16 @@ def test_compile_option_goes_through_torch_compile(blobs, monkeypatch):
     compiled.clear()
     finetune(max_epochs=1).fit(X, y)
     assert compiled == []
+
+
+def test_num_workers_auto(blobs):
+    from sklearn_cxr._utils import resolve_num_workers
+
+    assert resolve_num_workers("auto", "cpu") == 0
+    assert 1 <= resolve_num_workers("auto", "cuda") <= 4
+    assert resolve_num_workers(2, "cuda") == 2
+    X, y, _ = blobs
+    clf = features(num_workers="auto").fit(X, y)
+    assert clf.predict(X).shape == (len(X),)
+    with pytest.raises(ValueError, match="num_workers must be"):
+        features(num_workers="many").fit(X, y)
