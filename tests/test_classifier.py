@@ -140,8 +140,12 @@ def test_grid_search_over_final_estimator_c(blobs):
 
 def test_custom_final_estimator(blobs):
     X, y, _ = blobs
-    clf = features(final_estimator=SVC(probability=True, random_state=0)).fit(X, y)
-    assert isinstance(clf.final_estimator_, SVC)
+    from sklearn.ensemble import RandomForestClassifier
+
+    forest = RandomForestClassifier(n_estimators=10, random_state=0)
+    clf = features(final_estimator=forest).fit(X, y)
+    assert isinstance(clf.final_estimator_, RandomForestClassifier)
+    assert clf.final_estimator_.class_weight == {0: 1.0, 1: 1.0}  # balanced blobs
     assert clf.predict_proba(X).shape == (len(X), 2)
 
 
