@@ -11,7 +11,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
-from torch import nn
+from _tiny import TinyNet  # noqa: E402  (tests/tuning is on sys.path)
 
 from sklearn_cxr import PretrainedCNNClassifier
 
@@ -21,19 +21,6 @@ accelerate = pytest.importorskip(
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "examples" / "distributed" / "train_accelerate.py"
-
-
-class TinyNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        self.fc = nn.Linear(8, 2)
-
-    def forward(self, x):
-        return self.fc(self.features(x))
 
 
 def _free_port():

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-from torch import nn
 
 from sklearn_cxr import PretrainedCNNClassifier
 
 optuna = pytest.importorskip("optuna", reason="the tuning extra (optuna) is missing")
+
+from _tiny import TinyNet  # noqa: E402  (tests/tuning is on sys.path)
 
 from sklearn_cxr.tuning import (  # noqa: E402
     OptunaPruningCallback,
@@ -23,21 +24,6 @@ from sklearn_cxr.tuning import (  # noqa: E402
 from sklearn_cxr.tuning._tune import _check_cv  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-class TinyNet(nn.Module):
-    """A 2-layer CNN whose classifier is ``fc``: fast enough for many fits."""
-
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        self.fc = nn.Linear(8, 2)
-
-    def forward(self, x):
-        return self.fc(self.features(x))
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):

@@ -8,8 +8,8 @@ import textwrap
 import joblib
 import numpy as np
 import pytest
+from _tiny import TinyNet  # noqa: E402  (tests/tuning is on sys.path)
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
-from torch import nn
 
 from sklearn_cxr import PretrainedCNNClassifier
 
@@ -49,19 +49,6 @@ WORKER = textwrap.dedent(
          random_state=seed, refit=False)
     """
 )
-
-
-class TinyNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        self.fc = nn.Linear(8, 2)
-
-    def forward(self, x):
-        return self.fc(self.features(x))
 
 
 def test_two_worker_processes_share_one_sqlite_study(tmp_path):
