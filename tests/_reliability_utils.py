@@ -1,4 +1,4 @@
-"""Helpers shared by the reliability tests (bad input, faults, hostile files)."""
+"""Helpers shared by the tests: tiny backbones, estimators and image files."""
 
 import numpy as np
 import torch
@@ -29,6 +29,24 @@ def tiny_params(**overrides):
     }
     params.update(overrides)
     return params
+
+
+def tiny_resnet_classifier(mode, **overrides):
+    """A seeded 32 px, one-epoch resnet18 classifier without validation split."""
+    from sklearn_cxr import PretrainedCNNClassifier
+
+    params = dict(
+        backbone="resnet18",
+        weights=None,
+        image_size=32,
+        max_epochs=1,
+        batch_size=16,
+        mode=mode,
+        random_state=0,
+        validation_fraction=None,
+    )
+    params.update(overrides)
+    return PretrainedCNNClassifier(**params)
 
 
 def write_image(path, array=None, mode=None, size=(32, 32), seed=0):

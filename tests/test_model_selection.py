@@ -6,6 +6,7 @@ three folds split by patient.
 
 import numpy as np
 import pytest
+from _reliability_utils import tiny_resnet_classifier
 from conftest import make_blobs
 from PIL import Image
 from sklearn.calibration import CalibratedClassifierCV
@@ -19,22 +20,7 @@ from sklearn.model_selection import (
     cross_validate,
 )
 
-from sklearn_cxr import PretrainedCNNClassifier
-
-
-def _clf(mode, **kw):
-    params = dict(
-        backbone="resnet18",
-        weights=None,
-        image_size=32,
-        max_epochs=1,
-        batch_size=16,
-        mode=mode,
-        random_state=0,
-        validation_fraction=None,
-    )
-    params.update(kw)
-    return PretrainedCNNClassifier(**params)
+_clf = tiny_resnet_classifier
 
 
 def _as_paths(X, folder):

@@ -9,6 +9,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from _reliability_utils import tiny_resnet_classifier
 from conftest import make_blobs
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -17,20 +18,7 @@ from torch import nn
 
 from sklearn_cxr import ModelFileError, PretrainedCNNClassifier, PretrainedFeatures
 
-
-def _tiny_clf(mode, **kw):
-    params = dict(
-        backbone="resnet18",
-        weights=None,
-        image_size=32,
-        max_epochs=1,
-        batch_size=16,
-        mode=mode,
-        random_state=0,
-        validation_fraction=None,
-    )
-    params.update(kw)
-    return PretrainedCNNClassifier(**params)
+_tiny_clf = tiny_resnet_classifier
 
 
 def _labels(y, kind):
