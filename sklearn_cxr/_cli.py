@@ -113,6 +113,17 @@ def _add_model_options(parser, *, mode_default, epochs_default, size_default):
     )
 
 
+def _add_trust_pickle(parser):
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="also load a MODEL saved with joblib (.joblib, .pkl, .pickle). "
+        "Loading a pickle runs any code its author put in it: pass this only "
+        "for a file you made yourself or fully trust. Without it only the safe "
+        "format (.cxr, written by 'train' without --joblib) is loaded",
+    )
+
+
 def build_parser():
     """The argument parser of ``sklearn-cxr`` (also used by the docs)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -170,8 +181,8 @@ def build_parser():
     train.add_argument(
         "--joblib",
         action="store_true",
-        help="save with joblib (pickle: load only files you trust) instead of "
-        "the safe format",
+        help="save with joblib (a pickle: predict and evaluate then need "
+        "--trust-pickle) instead of the safe format",
     )
     train.set_defaults(func=_train)
 
@@ -187,6 +198,7 @@ def build_parser():
         "inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders"
     )
     predict.add_argument("--json", action="store_true", help="print JSON")
+    _add_trust_pickle(predict)
     predict.add_argument(
         "--threshold",
         type=_probability,
@@ -231,6 +243,7 @@ def build_parser():
         "--random-state", type=int, default=0, help="seed of the bootstrap"
     )
     evaluate.add_argument("--json", action="store_true", help="print JSON")
+    _add_trust_pickle(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
     demo = commands.add_parser(
@@ -299,7 +312,7 @@ def _save(model, path, use_joblib):
     return path
 
 
-def _load(path):
+def _load(path, trust_pickle=False):
     from . import PretrainedCNNClassifier
 
     if not os.path.isfile(path):
@@ -307,6 +320,14 @@ def _load(path):
     if zipfile.is_zipfile(path):
         return PretrainedCNNClassifier.load(path)
     if path.lower().endswith(_JOBLIB_SUFFIXES):
+        if not trust_pickle:
+            # Unpickling runs the file's code before any type check can happen.
+            raise _CommandError(
+                f"{path!r} is a pickle (joblib) file, and loading a pickle runs "
+                "any code it holds; it was not opened. Pass --trust-pickle only "
+                "if you made this file yourself or fully trust it, or save the "
+                f"model in the safe format ('{PROG} train' without --joblib)"
+            )
         import joblib
 
         model = joblib.load(path)
@@ -409,7 +430,7 @@ def _train(args):
 def _predict(args):
     import numpy as np
 
-    model = _load(args.model)
+    model = _load(args.model, args.trust_pickle)
     _set_verbosity(model, 0 if args.quiet else 1)
     files = _image_files(args.inputs)
     classes = [_plain(c) for c in model.classes_]
@@ -446,7 +467,7 @@ def _evaluate(args):
     from . import evaluate_classifier
     from ._quickstart import load_folder
 
-    model = _load(args.model)
+    model = _load(args.model, args.trust_pickle)
     _set_verbosity(model, 0 if args.quiet or args.json else 1)
     classes = [_plain(c) for c in model.classes_]
     subtype = bool({str(c).lower() for c in classes} & {"bacterial", "viral"})

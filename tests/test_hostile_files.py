@@ -303,3 +303,28 @@ def test_safe_archives_extract(tmp_path, extract):
     assert Path(root, "a", "d..e.txt").read_bytes() == b"2"
     root = safe_extract(tarred, tmp_path / "t")
     assert Path(root, "a", "b", "c.txt").read_bytes() == b"tar"
+
+
+# ------------------------------------------------------------- command line
+@pytest.mark.parametrize("suffix", [".joblib", ".pkl", ".pickle"])
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_cli_refuses_pickled_models_unless_trusted(command, suffix, tmp_path, capsys):
+    from sklearn_cxr._cli import build_parser, main
+
+    marker = tmp_path / "marker"
+    model = tmp_path / f"model{suffix}"
+    model.write_bytes(pickle.dumps(Payload(marker)))
+    _assert_payload_is_live(lambda: __import__("joblib").load(model), marker)
+    image = tmp_path / "x.png"
+    image.write_bytes(b"unused")
+    argv = [command, str(model), str(image if command == "predict" else tmp_path)]
+    assert main(argv + ["-q"]) == 1
+    err = capsys.readouterr().err
+    assert "--trust-pickle" in err and "runs any code" in err and str(model) in err
+    assert not marker.exists()
+    # with the flag, the user asked for it: the pickle is loaded (and runs)
+    assert main(argv + ["-q", "--trust-pickle"]) == 1
+    assert marker.is_dir()
+    help_text = build_parser()._subparsers._group_actions[0].choices[command]
+    assert "--trust-pickle" in help_text.format_help()
+    assert "runs any code" in " ".join(help_text.format_help().split())
