@@ -33,6 +33,11 @@ IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".dcm")
 # A truncated JPEG must be an error, not a silently grey bottom half.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+# The only PIL decoders ever used. Left to itself PIL picks a decoder from the
+# file's bytes, whatever its name: an EPS file named .png would run
+# Ghostscript on the file's PostScript.
+_PIL_FORMATS = ("JPEG", "PNG", "TIFF", "BMP")
+
 
 class ImageReadError(OSError, ValueError):
     """An image file could not be read: missing, empty, truncated, not an image
@@ -92,11 +97,12 @@ def read_image(path):
     """Read one image file as a PIL image in mode ``"L"`` or ``"RGB"``.
 
     JPEG, PNG (8 and 16 bit), TIFF, BMP and DICOM (``.dcm``, with the optional
-    ``pydicom`` dependency) are read. Palette and CMYK images are converted to
-    RGB; 16-bit and floating-point images are scaled to 8 bit by their own
-    minimum and maximum. DICOM pixel data goes through the modality LUT
-    (rescale slope and intercept) and the VOI LUT or window, and
-    ``MONOCHROME1`` images are inverted so that bone is bright.
+    ``pydicom`` dependency) are read, and nothing else: a file in another
+    format, whatever its name, is refused without being decoded. Palette and
+    CMYK images are converted to RGB; 16-bit and floating-point images are
+    scaled to 8 bit by their own minimum and maximum. DICOM pixel data goes
+    through the modality LUT (rescale slope and intercept) and the VOI LUT or
+    window, and ``MONOCHROME1`` images are inverted so that bone is bright.
 
     Parameters
     ----------
@@ -129,7 +135,7 @@ def read_image(path):
         with warnings.catch_warnings():
             # PIL only warns between its limit and twice the limit: refuse both.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
+            with Image.open(path, formats=_PIL_FORMATS) as opened:
                 opened.load()
                 image = opened.copy()
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
@@ -140,8 +146,9 @@ def read_image(path):
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError(
-            f"File {path!r} is not an image PIL can read (JPEG, PNG, TIFF, BMP) "
-            "and does not end in .dcm."
+            f"File {path!r} is not a JPEG, PNG, TIFF or BMP image, the only "
+            "formats read (DICOM files must end in .dcm). Convert it to one of "
+            "these formats."
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(

@@ -193,7 +193,7 @@ def test_directory_instead_of_file(kind, image_dir):
     [
         ("empty", r"Image file is empty \(0 bytes\): '.*empty\.png'"),
         ("truncated", r"Cannot decode image file '.*truncated\.jpg'.*truncated"),
-        ("text", r"File '.*text\.png' is not an image PIL can read \(JPEG, PNG"),
+        ("text", r"File '.*text\.png' is not a JPEG, PNG, TIFF or BMP image"),
     ],
 )
 def test_unreadable_file(kind, bad, message, image_dir):

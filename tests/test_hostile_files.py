@@ -328,3 +328,48 @@ def test_cli_refuses_pickled_models_unless_trusted(command, suffix, tmp_path, ca
     help_text = build_parser()._subparsers._group_actions[0].choices[command]
     assert "--trust-pickle" in help_text.format_help()
     assert "runs any code" in " ".join(help_text.format_help().split())
+
+
+# -------------------------------------------------------------------- images
+EPS = (
+    b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n%%EndComments\n"
+    b"0 0 moveto 8 8 lineto stroke\nshowpage\n%%EOF\n"
+)
+
+
+def test_image_reader_decodes_only_supported_formats(tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin, Image
+
+    from sklearn_cxr import ImageReadError
+    from sklearn_cxr._images import read_image
+
+    ran = []
+
+    def ghostscript(*args, **kwargs):  # stands in for the real interpreter
+        ran.append(args)
+        raise OSError("Ghostscript ran")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    eps = tmp_path / "IM-0001-0001.png"
+    eps.write_bytes(EPS)
+    with pytest.raises(OSError, match="Ghostscript ran"):  # the control
+        Image.open(eps).load()
+    assert ran
+    ran.clear()
+    gif = tmp_path / "IM-0002-0001.jpeg"
+    Image.new("L", (8, 8)).save(gif, format="GIF")
+    for path in (eps, gif):
+        with pytest.raises(ImageReadError, match="not a JPEG, PNG, TIFF or BMP") as e:
+            read_image(path)
+        assert repr(str(path)) in str(e.value)
+        X = [path, path]
+        with pytest.raises(ImageReadError, match=path.name):
+            PretrainedFeatures(
+                backbone=TinyNet(), weights=None, image_size=8
+            ).fit_transform(X)
+    assert not ran
+    for fmt, suffix in [("JPEG", ".jpg"), ("PNG", ".png"), ("TIFF", ".tif"),
+                        ("BMP", ".bmp")]:
+        ok = tmp_path / f"ok{suffix}"
+        Image.new("L", (8, 8), 7).save(ok, format=fmt)
+        assert read_image(ok).size == (8, 8)
