@@ -59,6 +59,41 @@ def _to_uint8(array, name):
     return np.round((array - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
+def _check_dicom_header(ds, path):
+    """Refuse what the header already shows is too large or unusable.
+
+    Runs before any pixel is decoded; returns the number of frames.
+    """
+    rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    frames = int(ds.get("NumberOfFrames") or 1)
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and rows * columns * frames > limit:
+        raise ImageReadError(
+            f"DICOM file {path!s} is too large to decode safely: {rows} x "
+            f"{columns} pixels x {frames} frame(s) is over the limit of {limit} "
+            "pixels (PIL.Image.MAX_IMAGE_PIXELS) that guards against "
+            "decompression bombs; downscale the file first."
+        )
+    if frames > 1 and samples != 1:
+        raise ImageReadError(
+            f"DICOM file {path!s} is a multi-frame colour image ({frames} frames "
+            f"of {samples} samples per pixel), which is not supported; export "
+            "the frame you need as a single-frame image."
+        )
+    widths = ds.get("WindowWidth")
+    if widths is not None:
+        if isinstance(widths, str) or not isinstance(widths, Sequence):
+            widths = [widths]
+        if any(not float(w) > 0 for w in widths):
+            raise ImageReadError(
+                f"DICOM file {path!s} has WindowWidth {ds.WindowWidth}; a window "
+                "width must be a positive number. Fix or remove the window in "
+                "the file's header."
+            )
+    return frames
+
+
 def _read_dicom(path):
     try:
         import pydicom
@@ -77,7 +112,25 @@ def _read_dicom(path):
             ) from exc
     try:
         ds = pydicom.dcmread(path)
-        pixels = ds.pixel_array
+        frames = _check_dicom_header(ds, path)
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(
+            f"Cannot read DICOM file {path!s}: {exc}. Check that the file is a "
+            "complete DICOM image with pixel data."
+        ) from exc
+    try:
+        if frames > 1:
+            # Only the first frame is used: decode only that one.
+            try:
+                from pydicom.pixels import pixel_array
+            except ImportError:  # pragma: no cover - pydicom < 3
+                pixels = ds.pixel_array[0]
+            else:
+                pixels = pixel_array(ds, index=0)
+        else:
+            pixels = ds.pixel_array
     except Exception as exc:
         raise ImageReadError(
             f"Cannot read DICOM file {path!s}: {exc}. Check that the file is a "
@@ -86,8 +139,6 @@ def _read_dicom(path):
     pixels = apply_modality_lut(pixels, ds)
     pixels = apply_voi_lut(pixels, ds)
     image = _to_uint8(pixels, f"DICOM file {path!s}")
-    if image.ndim == 3 and image.shape[-1] != 3:
-        image = image[0]  # multi-frame: first frame
     if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         image = 255 - image
     return Image.fromarray(image)

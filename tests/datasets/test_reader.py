@@ -195,3 +195,61 @@ def test_decompression_bomb_refused(tmp_path, monkeypatch, factor):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", int(3000 / factor))
     with pytest.raises(ImageReadError, match="big.png.*too large"):
         read_image(tmp_path / "big.png")
+
+
+# ---------------------------------------------------- hostile DICOM headers
+def test_dicom_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    path = _dicom(tmp_path / "bomb.dcm", RAW)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", RAW.size - 1)
+    with pytest.raises(ImageReadError, match=r"bomb\.dcm is too large.*4 x 101 pixels"):
+        read_image(path)
+    # frames count: 3 frames of 4 x 101 are over a limit of 2 frames
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 2 * RAW.size)
+    frames = _dicom(tmp_path / "frames.dcm", np.concatenate([RAW] * 3),
+                    Rows=4, NumberOfFrames=3)
+    with pytest.raises(ImageReadError, match=r"frames\.dcm is too large.*3 frame"):
+        read_image(frames)
+    # a deflated file is checked by its header too
+    pydicom = pytest.importorskip("pydicom")
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    big = np.zeros((64, 64), np.uint16)
+    ds.Rows, ds.Columns, ds.PixelData = 64, 64, big.tobytes()
+    ds.save_as(tmp_path / "deflated.dcm", enforce_file_format=True)
+    with pytest.raises(ImageReadError, match=r"deflated\.dcm is too large"):
+        read_image(tmp_path / "deflated.dcm")
+
+
+def test_dicom_multi_frame_decodes_the_first_frame_only(tmp_path):
+    """Later frames, bright here, must not change the first frame's scaling."""
+    bright = np.full_like(RAW, 4000)
+    path = _dicom(tmp_path / "multi.dcm", np.concatenate([RAW] + [bright] * 9),
+                  Rows=4, NumberOfFrames=10)
+    pixels = _pixels(path)
+    assert pixels.shape == RAW.shape
+    assert pixels[0, 0] == 0 and pixels[0, -1] == 255
+    np.testing.assert_allclose(pixels[0], RAW[0] * 255.0 / 1000, atol=1)
+
+
+@pytest.mark.parametrize(
+    "name, attributes, message",
+    [("window0.dcm", {"WindowCenter": 500, "WindowWidth": 0},
+      r"window0\.dcm has WindowWidth 0.*positive"),
+     ("rgbframes.dcm", {"NumberOfFrames": 2, "SamplesPerPixel": 3,
+                        "PhotometricInterpretation": "RGB", "PlanarConfiguration": 0,
+                        "Rows": 2, "Columns": 101},
+      r"rgbframes\.dcm is a multi-frame colour image")],
+)
+def test_dicom_unusable_headers_name_the_file(tmp_path, name, attributes, message):
+    pixels = RAW if "Rows" not in attributes else np.tile(RAW[:1], (12, 1))
+    path = _dicom(tmp_path / name, pixels)
+    pydicom = pytest.importorskip("pydicom")
+    ds = pydicom.dcmread(path)
+    for key, value in attributes.items():
+        setattr(ds, key, value)
+    ds.save_as(path)
+    with pytest.raises(ImageReadError, match=message):
+        read_image(path)
