@@ -21,7 +21,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_is_fitted,
     has_fit_parameter,
 )
@@ -38,6 +37,13 @@ from skorch.helper import predefined_split
 from skorch.utils import to_tensor
 
 from ._backbones import CXRNetwork, build_head, load_backbone, probe_features
+from ._checks import (
+    check_class_weights,
+    check_finite_proba,
+    check_not_continuous,
+    check_sample_weight,
+    diverged_message,
+)
 from ._features import (
     PretrainedFeatures,
     _BackboneParamsMixin,
@@ -119,6 +125,20 @@ class _FreezeBody(Callback):
         epoch = len(net.history)  # 1-based: the row of this epoch exists
         module = getattr(net.module_, "module", net.module_)  # DDP wrapper
         module.body.requires_grad_(epoch > self.freeze_epochs)
+
+
+class _StopOnNonFiniteLoss(Callback):
+    """End a fit whose training loss became NaN or infinite, with a clear error.
+
+    Without it a diverged fit "succeeds": every probability is NaN and
+    ``predict`` answers the first class for every image.
+    """
+
+    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
+        if training and loss is not None and not torch.isfinite(loss).all():
+            epoch = len(net.history)
+            n_batch = len(net.history[-1, "batches"]) if epoch else 0
+            raise ValueError(diverged_message(loss.item(), epoch, n_batch, net.lr))
 
 
 def _valid_roc_auc(net, X, y):
@@ -747,7 +767,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                     "images; pass one patient id per image."
                 )
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, np.empty(len(images)))
+            sample_weight = check_sample_weight(sample_weight, len(images))
         classes, y_encoded = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
@@ -807,6 +827,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             # float labels such as 0.5 are class names here, not regression
             # targets, so only non-float labels go through sklearn's check
             check_classification_targets(y)
+        check_not_continuous(y)
         return y
 
     def _class_weight_vector(self, classes, y_encoded):
@@ -822,9 +843,15 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                 f"class_weight names labels {unknown} that are not in y "
                 f"(classes: {classes.tolist()})."
             )
-        return np.asarray(
-            [float(self.class_weight.get(c, 1.0)) for c in classes.tolist()]
-        )
+        weights = [self.class_weight.get(c, 1.0) for c in classes.tolist()]
+        try:
+            weights = np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"class_weight={self.class_weight!r} holds weights that are not "
+                "numbers; give a number >= 0 per class."
+            ) from exc
+        return check_class_weights(weights, classes, self.class_weight)
 
     def _fit_features(self, images, y_encoded, classes, seed, sample_weight):
         features = PretrainedFeatures(
@@ -951,6 +978,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         )
         steps_per_epoch = math.ceil(len(train_ds) / self.batch_size)
         callbacks = [
+            ("finite_loss", _StopOnNonFiniteLoss()),
             ("freeze_body", _FreezeBody(self.freeze_epochs)),
             (
                 "lr_schedule",
@@ -1086,11 +1114,12 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             # the final estimator saw encoded labels 0..n-1; align columns
             full = np.zeros((len(images), self.n_classes_), dtype=np.float64)
             full[:, self.final_estimator_.classes_.astype(int)] = proba
-            return full
+            return check_finite_proba(full)
         dataset = ImageDataset(images, transform=self._eval_transform())
         self.net_.module_.eval()
         with explain_out_of_memory(self.batch_size, self.image_size):
-            return self.net_.predict_proba(dataset).astype(np.float64)
+            proba = self.net_.predict_proba(dataset).astype(np.float64)
+        return check_finite_proba(proba)
 
     def predict(self, X):
         """Predicted labels, of the same type as ``y`` in fit.

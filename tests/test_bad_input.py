@@ -570,3 +570,79 @@ def test_integer_pixels_outside_8_bit_are_refused(value):
 def test_single_image_needs_a_list():
     with pytest.raises(TypeError, match=r"got a single str.*Wrap it in a list"):
         check_images(os.path.join("some", "image.png"))
+
+
+# ------------------------------------------ training that must not "succeed"
+def test_diverging_fit_stops_with_a_clear_error(blobs8):
+    """lr far too high: the loss becomes NaN; fit says so and keeps the model."""
+    X, y = blobs8
+    clf = make_estimator("finetune", freeze_epochs=0).fit(X, y)
+    proba = clf.predict_proba(X)
+    clf.set_params(lr=1e20, max_epochs=3)
+    with pytest.raises(
+        ValueError,
+        match=r"Training diverged: the training loss became nan at epoch \d, "
+        r"batch \d.*Lower lr \(now 1e\+20",
+    ):
+        clf.fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
+
+
+@pytest.mark.parametrize("kind", ["finetune", "features"])
+@pytest.mark.parametrize(
+    "class_weight, message",
+    [
+        ({"NORMAL": np.nan}, r"\['NORMAL'\] a weight that is negative, NaN"),
+        ({"NORMAL": -1.0}, r"\['NORMAL'\] a weight that is negative, NaN"),
+        ({"PNEUMONIA": np.inf}, r"\['PNEUMONIA'\] a weight that is negative"),
+        ({"NORMAL": 0, "PNEUMONIA": 0}, "every class a weight of 0"),
+        ({"NORMAL": "high"}, "not numbers"),
+    ],
+)
+def test_bad_class_weight_is_refused(kind, class_weight, message, blobs8):
+    X, y = blobs8
+    with pytest.raises(ValueError, match=message):
+        make_estimator(kind, class_weight=class_weight).fit(X, y)
+
+
+@pytest.mark.parametrize("kind", ["finetune", "features"])
+def test_nan_probabilities_are_never_returned(kind, blobs8):
+    import torch
+
+    X, y = blobs8
+    clf = make_estimator(kind).fit(X, y)
+    if kind == "finetune":
+        with torch.no_grad():
+            for parameter in clf.module_.head.parameters():
+                parameter.fill_(float("nan"))
+    else:
+        clf.final_estimator_.coef_[:] = np.nan
+    for method in (clf.predict_proba, clf.predict):
+        with pytest.raises(ValueError, match=r"NaN or infinite probabilities for "
+                           r"X\[0\], X\[1\], .* and 3 more.*lower lr"):
+            method(X)
+
+
+@pytest.mark.parametrize("kind", ["finetune", "features"])
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ([1.0] * 7 + [-1.0], "Negative values"),
+        ([1.0] * 7 + [np.nan], "NaN"),
+        ([1.0] * 7 + [np.inf], "infinity"),
+        ([0.0] * 8, "sum"),
+    ],
+    ids=["negative", "nan", "inf", "all-zero"],
+)
+def test_bad_sample_weight_is_refused(kind, weights, message, blobs8):
+    X, y = blobs8
+    with pytest.raises(ValueError, match=f"Invalid sample_weight: .*{message}"):
+        make_estimator(kind).fit(X, y, sample_weight=np.array(weights))
+
+
+@pytest.mark.parametrize("kind", ["finetune", "features"])
+def test_continuous_target_is_refused(kind, blobs8):
+    X, _ = blobs8
+    y = np.random.RandomState(0).rand(len(X))
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        make_estimator(kind).fit(X, y)
