@@ -10,7 +10,11 @@ differ, still share one backbone pass over the data.
 
 Entries are written as ``.npz`` shards (digests + float32 embeddings), each
 written to a temporary file and renamed, so concurrent workers (``n_jobs>1``)
-never read a partial shard. They are read with ``allow_pickle=False``.
+never read a partial shard: temporary names (``.tmp-*``) are never read. They
+are read with ``allow_pickle=False``; a shard that cannot be read (0 bytes,
+truncated, a bad CRC) counts as missing, so its images are embedded again.
+A cache that cannot be written (a full disk) is reported with a warning naming
+the folder, and the embeddings just computed are returned all the same.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 
 import joblib
 import numpy as np
@@ -66,15 +71,26 @@ def _read_shards(folder, width):
     if not os.path.isdir(folder):
         return index
     for name in sorted(os.listdir(folder)):
-        if not name.endswith(".npz"):
+        # ".tmp-*" files are shards still being written by another process
+        if name.startswith(".") or not name.endswith(".npz"):
             continue
         try:
             with np.load(os.path.join(folder, name), allow_pickle=False) as shard:
                 digests, embeddings = shard["digests"], shard["embeddings"]
-        except (OSError, ValueError, KeyError) as exc:
-            logger.warning("Ignoring unreadable cache shard %s: %s", name, exc)
+        except Exception as exc:  # EOFError, BadZipFile, zlib.error, OSError...
+            # a damaged shard counts as missing: its images are embedded again
+            logger.warning(
+                "Ignoring unreadable cache shard %s: %s: %s",
+                os.path.join(folder, name),
+                type(exc).__name__,
+                exc,
+            )
             continue
-        if embeddings.ndim != 2 or embeddings.shape[1] != width:
+        if (
+            embeddings.ndim != 2
+            or embeddings.shape[1] != width
+            or digests.shape != (len(embeddings), 32)
+        ):
             continue
         for digest, row in zip(digests, embeddings):
             index[digest.tobytes()] = row
@@ -92,6 +108,9 @@ def _write_shard(folder, config, digests, embeddings):
     try:
         with os.fdopen(handle, "wb") as out:
             np.savez(out, digests=digests, embeddings=embeddings)
+            out.flush()
+            # on disk before the rename: a crash never leaves a named, empty shard
+            os.fsync(out.fileno())
         os.replace(tmp, os.path.join(folder, name))
     except BaseException:
         if os.path.exists(tmp):
@@ -141,7 +160,17 @@ def cached_embed(transformer, images, location):
             unique.setdefault(digests[i].tobytes(), i)
         todo = np.fromiter(unique.values(), dtype=np.int64)
         computed = transformer._embed(images.take(todo))
-        _write_shard(folder, config, digests[todo], computed)
+        try:
+            _write_shard(folder, config, digests[todo], computed)
+        except OSError as exc:
+            warnings.warn(
+                f"Cannot write to the embedding cache folder {folder} "
+                f"({type(exc).__name__}: {exc}); is its disk full? The "
+                f"{len(todo)} embeddings just computed are returned but not "
+                "cached. Free space there, or pass another memory= folder.",
+                UserWarning,
+                stacklevel=3,
+            )
         rows = dict(zip(unique, computed))
         for i in missing:
             out[i] = rows[digests[i].tobytes()]

@@ -138,3 +138,82 @@ def test_grid_search_embeds_each_image_once(tmp_path, embed_calls):
     np.testing.assert_allclose(
         search.best_estimator_.predict_proba(X), uncached.predict_proba(X), atol=1e-6
     )
+
+
+# ------------------------------------------------- damaged or unwritable cache
+def _shards(tmp_path):
+    return sorted(tmp_path.rglob("*.npz"))
+
+
+@pytest.fixture
+def tiny():
+    """One small backbone module: its weights are part of the cache key."""
+    from _reliability_utils import TinyNet
+
+    torch.manual_seed(0)
+    net = TinyNet()
+    return lambda memory: _feats(memory, backbone=net)
+
+
+def test_temp_and_damaged_shards_count_as_missing(tmp_path, embed_calls, tiny):
+    import zipfile
+
+    X, _, _ = make_blobs(n=8)
+    expected = tiny(tmp_path).transform(X)
+    [shard] = _shards(tmp_path)
+    folder = shard.parent
+    data = shard.read_bytes()
+    with zipfile.ZipFile(shard) as archive:
+        info = archive.getinfo("embeddings.npy")
+    # the last byte of the stored embeddings: the member's CRC no longer holds
+    end = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    bad_crc = bytearray(data)
+    bad_crc[end + info.compress_size - 1] ^= 0xFF
+    (folder / ".tmp-writing.npz").write_bytes(b"")  # another writer's partial file
+    damaged = {
+        "zero-bytes": b"",
+        "truncated": data[: len(data) // 2],
+        "bad-crc": bytes(bad_crc),
+    }
+    for name, content in damaged.items():
+        shard.write_bytes(content)
+        embed_calls.clear()
+        got = tiny(tmp_path).transform(X)
+        assert embed_calls == [8], name  # recomputed, not a crash
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+        embed_calls.clear()
+        tiny(tmp_path).transform(X)  # and cached again
+        assert embed_calls == [], name
+
+
+def test_shard_is_synced_before_it_is_renamed(tmp_path, monkeypatch, tiny):
+    import os
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append("fsync") or
+                        real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append("replace") or
+                        real_replace(a, b))
+    tiny(tmp_path).transform(make_blobs(n=4)[0])
+    assert events == ["fsync", "replace"]
+
+
+def test_full_disk_names_the_folder_and_returns_the_embeddings(
+    tmp_path, monkeypatch, tiny
+):
+    import errno
+
+    X, _, _ = make_blobs(n=8)
+    expected = tiny(None).transform(X)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.warns(UserWarning, match="embedding cache folder .*"
+                      + str(tmp_path) + r".*No space left.*8 embeddings") as w:
+        got = tiny(tmp_path).transform(X)
+    assert "sklearn_cxr_embeddings" in str(w[0].message)
+    np.testing.assert_array_equal(got, expected)
+    assert not list(tmp_path.rglob(".tmp-*")) and not _shards(tmp_path)
