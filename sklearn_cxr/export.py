@@ -329,7 +329,9 @@ def to_torchscript(model, path):
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
         with torch.no_grad():
-            traced = torch.jit.trace(graph, (_example_input(preprocessing),))
+            traced = torch.jit.trace(
+                graph, (_example_input(preprocessing),), check_trace=False
+            )
         torch.jit.save(
             traced,
             path,
