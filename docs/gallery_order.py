@@ -10,7 +10,9 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 # Sections of the gallery, in this order; any other sub-folder comes after.
-KNOWN_SECTIONS = ["model_selection", "inspection", "datasets", "tuning", "distributed"]
+KNOWN_SECTIONS = [
+    "model_selection", "inspection", "datasets", "tuning", "deploy", "distributed"
+]
 
 # Examples named here come first in their section, in this order; then A-Z.
 FIRST_EXAMPLES = [

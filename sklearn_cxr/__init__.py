@@ -6,6 +6,7 @@ from ._evaluation import ClinicalReport, clinical_report, evaluate_classifier
 from ._features import PretrainedFeatures
 from ._images import ImageReadError, read_image
 from ._persistence import ModelFileError
+from ._preprocessing import Preprocessing
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "ImageReadError",
     "WeightsUnavailableError",
     "ModelFileError",
+    "Preprocessing",
     "clinical_report",
     "evaluate_classifier",
     "ClinicalReport",

@@ -540,6 +540,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         Feature mode: the fitted embedding transformer.
     final_estimator_ : estimator
         Feature mode: the fitted final estimator.
+    preprocessing_ : Preprocessing
+        Both modes: the whole inference preprocessing (size, channels, mean,
+        std, interpolation, equalisation), as used by :mod:`sklearn_cxr.export`.
 
     See Also
     --------

@@ -223,7 +223,7 @@ def build_parser():
         "--report",
         metavar="DIR",
         help="write ROC curve, confusion matrix, Grad-CAM of the most confident "
-        "errors (PNG) and report.json to DIR",
+        "errors (PNG), report.json and index.html (one self-contained page) to DIR",
     )
     evaluate.add_argument(
         "--threshold",
@@ -488,13 +488,20 @@ def _evaluate(args):
         random_state=args.random_state,
         report_dir=args.report,
     )
+    if args.report:
+        from ._report import write_html_report
+
+        write_html_report(
+            args.report, report, model,
+            data_description=f"{args.data_dir} ({len(y)} images)",
+        )
     if args.json:
         _echo(json.dumps(report.to_dict(), indent=2))
     else:
         _echo(str(report))
         if args.report:
             files = ", ".join(report.to_dict().get("figures", {}).values())
-            _echo(f"\nWrote {files} and report.json to {args.report}")
+            _echo(f"\nWrote {files}, report.json and index.html to {args.report}")
     return 0
 
 

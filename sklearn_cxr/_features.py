@@ -52,6 +52,13 @@ class _BackboneParamsMixin:
         if self.in_chans not in (1, 3):
             raise ValueError(f"in_chans must be 1 or 3, got {self.in_chans!r}.")
 
+    @property
+    def preprocessing_(self):
+        """The inference preprocessing, a :class:`~sklearn_cxr.Preprocessing`."""
+        from ._preprocessing import Preprocessing
+
+        return Preprocessing.from_estimator(self)
+
     def _eval_transform(self):
         return build_transform(
             self.image_size,
@@ -133,6 +140,9 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         Device used.
     mean_, std_ : tuple of float
         Normalisation statistics of the weights.
+    preprocessing_ : Preprocessing
+        The whole inference preprocessing (size, channels, mean, std,
+        interpolation, equalisation), as used by :mod:`sklearn_cxr.export`.
 
     See Also
     --------

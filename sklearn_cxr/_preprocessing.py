@@ -1,0 +1,151 @@
+"""The inference preprocessing of a fitted model, as one public value."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ._images import build_transform
+
+__all__ = ["Preprocessing"]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a fitted model does to an image before its network sees it.
+
+    Every step, in order: bring the image to ``in_chans`` channels (a gray
+    image is repeated, a colour one converted to gray when ``in_chans=1``);
+    equalise its histogram when ``equalize``; resize it to ``image_size x
+    image_size`` with ``interpolation`` (antialiased) on the uint8 pixels;
+    scale to [0, 1]; subtract ``channel_mean`` and divide by ``channel_std``.
+
+    A fitted :class:`~sklearn_cxr.PretrainedCNNClassifier` or
+    :class:`~sklearn_cxr.PretrainedFeatures` returns it as ``preprocessing_``;
+    :mod:`sklearn_cxr.export` builds its graphs from it.
+
+    Parameters
+    ----------
+    image_size : int
+        Side of the square network input, in pixels.
+    in_chans : {1, 3}
+        Channels fed to the network.
+    mean, std : tuple of float
+        Normalisation statistics of the weights, one per RGB channel.
+    interpolation : {"bilinear", "bicubic", "nearest"}
+        Resize interpolation of the weights' own preprocessing.
+    equalize : bool
+        Whether each image's histogram is equalised before resizing.
+
+    Attributes
+    ----------
+    channel_mean, channel_std : tuple of float
+        The statistics actually applied, one per network input channel (the
+        average of the RGB values when ``in_chans=1``).
+
+    See Also
+    --------
+    sklearn_cxr.export.prepare : apply the pixel steps to images.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_cxr import PretrainedFeatures
+    >>> X = np.zeros((2, 32, 32), dtype=np.uint8)
+    >>> feats = PretrainedFeatures(backbone="resnet18", weights=None,
+    ...                            image_size=32).fit(X)
+    >>> feats.preprocessing_.image_size, feats.preprocessing_.in_chans
+    (32, 3)
+    """
+
+    image_size: int
+    in_chans: int
+    mean: tuple
+    std: tuple
+    interpolation: str
+    equalize: bool
+
+    @classmethod
+    def from_estimator(cls, estimator):
+        """The preprocessing of a fitted estimator of this package.
+
+        Parameters
+        ----------
+        estimator : PretrainedCNNClassifier or PretrainedFeatures
+            Fitted, in either mode.
+
+        Returns
+        -------
+        preprocessing : Preprocessing
+        """
+        features = getattr(estimator, "features_", None)
+        if features is not None:  # a classifier in feature mode
+            estimator = features
+        check_is_fitted(estimator, "mean_")
+        return cls(
+            image_size=int(estimator.image_size),
+            in_chans=int(estimator.in_chans),
+            mean=tuple(float(v) for v in estimator.mean_),
+            std=tuple(float(v) for v in estimator.std_),
+            interpolation=str(estimator.interpolation_),
+            equalize=bool(estimator.equalize),
+        )
+
+    @property
+    def channel_mean(self):
+        return self._per_channel(self.mean)
+
+    @property
+    def channel_std(self):
+        return self._per_channel(self.std)
+
+    def _per_channel(self, values):
+        # the same reduction as build_transform's
+        if self.in_chans == 3:
+            return tuple(float(v) for v in list(values)[:3])
+        return (float(np.mean(values)),)
+
+    def transform(self):
+        """The torchvision transform of one ``(C, H, W)`` image tensor.
+
+        Returns
+        -------
+        transform : torchvision.transforms.v2.Compose
+            Exactly the transform the model applies at prediction time.
+        """
+        return build_transform(
+            self.image_size,
+            mean=self.mean,
+            std=self.std,
+            channels=self.in_chans,
+            interpolation=self.interpolation,
+            train=False,
+            equalize=self.equalize,
+        )
+
+    def pixel_transform(self):
+        """The steps up to the resized uint8 image (no scaling, no normalising).
+
+        Returns
+        -------
+        transform : torchvision.transforms.v2.Compose
+        """
+        from torchvision.transforms import v2
+
+        steps = self.transform().transforms
+        # build_transform ends with ToDtype(float, scale) and Normalize
+        if not (
+            isinstance(steps[-2], v2.ToDtype) and isinstance(steps[-1], v2.Normalize)
+        ):  # pragma: no cover - guards a change of build_transform
+            raise RuntimeError(f"Unexpected evaluation transform {steps!r}.")
+        return v2.Compose(steps[:-2])
+
+    def to_dict(self):
+        """Plain Python types, ready for JSON."""
+        out = asdict(self)
+        out["mean"], out["std"] = list(self.mean), list(self.std)
+        out["channel_mean"] = list(self.channel_mean)
+        out["channel_std"] = list(self.channel_std)
+        return out
