@@ -13,10 +13,12 @@ from ._base import (
 )
 from ._chest_xray import fetch_chest_xray, load_chest_xray
 from ._medmnist import fetch_pneumoniamnist, load_pneumoniamnist
+from ._sample import load_sample_chest_xrays
 from ._synthetic import make_chest_xrays
 
 __all__ = [
     "load_chest_xray",
+    "load_sample_chest_xrays",
     "fetch_chest_xray",
     "fetch_pneumoniamnist",
     "load_pneumoniamnist",
