@@ -153,6 +153,9 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
+# The left sidebar lists the whole site on every page (the theme's own lists
+# only a page's sub-pages: empty on install, quickstart, cli...).
+html_sidebars = {"**": ["sidebar-site-nav"]}
 html_context = {"default_mode": "light"}
 html_show_sourcelink = True
 html_copy_source = True

@@ -13,11 +13,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ._offline_weights import (
+    OFFLINE_NAME,
+    OFFLINE_WEIGHTS,
+    _package_file,
+    offline_state_dict,
+)
+
 __all__ = [
     "Backbone",
     "CXRNetwork",
     "WeightsUnavailableError",
     "build_head",
+    "check_backbone_name",
     "list_backbones",
     "load_backbone",
 ]
@@ -86,6 +94,116 @@ def _import_timm(purpose):
 def _suggest(name, valid):
     close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)
     return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _suggest_backbone(name):
+    """Close torchvision names and ``timm:`` names (when timm is installed)."""
+    bare = str(name).removeprefix("timm:")
+    try:
+        import timm
+    except ImportError:
+        timm = None
+    if timm is not None and timm.is_model(bare):
+        return f" Did you mean 'timm:{bare}'?"
+    candidates = {n: n for n in _torchvision_names()}
+    if timm is not None:
+        # a torchvision name wins over timm's model of the same name
+        for timm_name in timm.list_models():
+            candidates.setdefault(timm_name, "timm:" + timm_name)
+    close = difflib.get_close_matches(bare, list(candidates), n=4, cutoff=0.6)
+    if not close:
+        return ""
+    return f" Did you mean {' or '.join(repr(candidates[c]) for c in close)}?"
+
+
+def check_backbone_name(backbone, weights="DEFAULT"):
+    """Check a backbone name and its weights name without building anything.
+
+    Cheap (no weights are read, nothing is downloaded): for command lines and
+    scripts that should fail before reading any data.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module
+        As :func:`load_backbone` takes it.
+    weights : str, os.PathLike or None, default="DEFAULT"
+        As :func:`load_backbone` takes it.
+
+    Raises
+    ------
+    ValueError
+        If the backbone or the weights name is unknown (with suggestions).
+    FileNotFoundError
+        If ``weights`` is a path to a missing file.
+    ImportError
+        If an optional package the names need is missing.
+    """
+    if isinstance(backbone, nn.Module) or not isinstance(backbone, str):
+        return
+    if weights is not None and _is_path(weights):
+        if not os.path.isfile(os.fspath(weights)):
+            raise FileNotFoundError(
+                f"weights file not found: {os.fspath(weights)}. Pass an existing "
+                "state-dict file, a weights name such as 'DEFAULT', or None."
+            )
+        weights = None
+    if backbone.startswith("timm:"):
+        name = backbone[5:]
+        timm = _import_timm(f"use the backbone {backbone!r}")
+        if not timm.is_model(name):
+            raise ValueError(
+                f"Unknown timm backbone {name!r}.{_suggest_backbone(name)} See "
+                "sklearn_cxr.list_backbones('timm')."
+            )
+        _check_timm_weights(name, weights)
+        if weights == OFFLINE_NAME:
+            _package_file_check(name)
+        return
+    if backbone not in _torchvision_names():
+        raise ValueError(_unknown_backbone_message(backbone))
+    if weights is not None:
+        _resolve_torchvision_weights(backbone, weights)
+
+
+def _unknown_backbone_message(name):
+    return (
+        f"Unknown backbone {name!r}.{_suggest_backbone(name)} Use a torchvision "
+        "model name, 'timm:<name>' for a timm model, or an nn.Module; "
+        "sklearn_cxr.list_backbones('all') lists the names."
+    )
+
+
+def _check_timm_weights(name, weights):
+    allowed = ["'DEFAULT'", "a path to a state-dict file", "None"]
+    if name in OFFLINE_WEIGHTS:
+        allowed.insert(1, f"{OFFLINE_NAME!r} (offline, from an installed package)")
+    if weights is None or weights == "DEFAULT" or _is_path(weights):
+        return
+    if weights == OFFLINE_NAME and name in OFFLINE_WEIGHTS:
+        return
+    hint = ""
+    if weights == OFFLINE_NAME:
+        hint = (
+            f" {OFFLINE_NAME!r} weights are available offline only for "
+            + ", ".join(f"'timm:{n}'" for n in OFFLINE_WEIGHTS)
+            + "."
+        )
+    raise ValueError(
+        f"Unknown weights {weights!r} for timm backbone {name!r}: use "
+        + ", ".join(allowed[:-1])
+        + f" or {allowed[-1]}.{hint}"
+    )
+
+
+def _package_file_check(name):
+    """Raise ImportError where the package of offline weights is missing."""
+    import importlib
+
+    module = OFFLINE_WEIGHTS[name][1]
+    try:
+        importlib.import_module(module)  # tiny: the weights are read later
+    except ImportError:
+        _package_file(name)  # raises the ImportError that says what to install
 
 
 @dataclass
@@ -266,10 +384,17 @@ def _resolve_torchvision_weights(name, weights):
         prefix, _, member = weights.partition(".")
         if prefix == enum.__name__ and member in enum.__members__:
             return enum[member]
+    hint = _suggest(weights, valid)
+    if weights == OFFLINE_NAME:
+        hint = (
+            f" {OFFLINE_NAME!r} weights are available offline only for "
+            + ", ".join(f"'timm:{n}'" for n in OFFLINE_WEIGHTS)
+            + f"; {name!r} takes torchvision's weights, downloaded once."
+        )
     raise ValueError(
         f"Unknown weights {weights!r} for backbone {name!r}. Valid names: "
         f"{', '.join(valid)}, a path to a state-dict file, or None for random "
-        f"initialisation.{_suggest(weights, valid)}"
+        f"initialisation.{hint}"
     )
 
 
@@ -312,11 +437,7 @@ def _load_torchvision(name, weights):
 
     valid = _torchvision_names()
     if name not in valid:
-        raise ValueError(
-            f"Unknown backbone {name!r}.{_suggest(name, valid)} Valid torchvision "
-            f"names: {', '.join(valid)}; or 'timm:<name>', or an nn.Module "
-            "(see sklearn_cxr.list_backbones())."
-        )
+        raise ValueError(_unknown_backbone_message(name))
     enum = _torchvision_weights_enum(name)
     preprocess = enum.DEFAULT.transforms()
     mean, std = tuple(preprocess.mean), tuple(preprocess.std)
@@ -344,12 +465,17 @@ def _load_torchvision(name, weights):
 def _load_timm(name, weights):
     timm = _import_timm(f"use the backbone 'timm:{name}'")
     if not timm.is_model(name):
-        valid = timm.list_models()
         raise ValueError(
-            f"Unknown timm backbone {name!r}.{_suggest(name, valid)} See "
+            f"Unknown timm backbone {name!r}.{_suggest_backbone(name)} See "
             "sklearn_cxr.list_backbones('timm')."
         )
-    if weights is None or _is_path(weights):
+    _check_timm_weights(name, weights)
+    if weights == OFFLINE_NAME:
+        model = timm.create_model(name, pretrained=False)
+        state, source = offline_state_dict(name, model)
+        logger.info("Loading ImageNet weights of %s from %s", name, source)
+        _load_into(model, state, source)
+    elif weights is None or _is_path(weights):
         model = timm.create_model(name, pretrained=False)
         if weights is not None:
             _load_into(model, _load_state_dict_file(weights), weights)
@@ -357,16 +483,18 @@ def _load_timm(name, weights):
         try:
             model = timm.create_model(name, pretrained=True)
         except Exception as exc:
+            offline = (
+                f" or weights={OFFLINE_NAME!r} (ImageNet weights from an "
+                "installed package, no network needed)"
+                if name in OFFLINE_WEIGHTS
+                else ""
+            )
             raise WeightsUnavailableError(
                 f"Cannot download the pretrained weights of timm model {name!r} "
                 f"({type(exc).__name__}: {exc}). Without network, save a state "
-                "dict of the model and pass weights=<path>, or weights=None."
+                f"dict of the model and pass weights=<path>{offline}, or "
+                "weights=None."
             ) from exc
-    else:
-        raise ValueError(
-            f"Unknown weights {weights!r} for timm backbone {name!r}: use "
-            "'DEFAULT', a path to a state-dict file, or None."
-        )
     cfg = timm.data.resolve_data_config({}, model=model)
     return model, tuple(cfg["mean"]), tuple(cfg["std"]), cfg["interpolation"]
 

@@ -32,6 +32,7 @@ from skorch.callbacks import (
     EpochScoring,
     LoadInitState,
     LRScheduler,
+    ProgressBar,
 )
 from skorch.helper import predefined_split
 from skorch.utils import to_tensor
@@ -51,6 +52,7 @@ from ._features import (
     _restore_state,
 )
 from ._images import ImageDataset, build_transform, check_images
+from ._progress import PlainPrintLog, predict_proba_with_progress
 from ._utils import (
     check_random_seed,
     explain_out_of_memory,
@@ -160,6 +162,14 @@ class _CXRNet(NeuralNetClassifier):
     def __init__(self, *args, amp=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.amp = amp
+
+    @property
+    def _default_callbacks(self):
+        # the per-epoch table without colour codes in logs
+        return [
+            (name, PlainPrintLog() if name == "print_log" else callback)
+            for name, callback in super()._default_callbacks
+        ]
 
     def _autocast(self):
         device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
@@ -472,7 +482,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         On CUDA, cuDNN's nondeterministic kernels and mixed precision
         (``amp``) make repeated fits differ slightly; see :ref:`reliability`.
     verbose : int, default=0
-        Per-epoch table (finetune) or progress bar (features) when > 0.
+        When > 0, progress bars (per batch, on stderr) while fitting,
+        embedding and predicting, and the per-epoch table (finetune; without
+        colour codes where stdout is not a terminal).
     validation_fraction : float or None, default=0.1
         Share of the training images held out (by patient when ``groups`` are
         passed to ``fit``) to monitor ROC AUC each epoch, stop early and
@@ -1012,6 +1024,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                     ),
                 ),
             ]
+        if self.verbose:
+            # per-batch bars on stderr, beside skorch's per-epoch table
+            callbacks.append(("progress_bar", ProgressBar()))
         callbacks += [(name, clone(cb)) for name, cb in self._named_callbacks()]
         if self.checkpoint_dir is not None:
             checkpoint = _EpochCheckpoint(
@@ -1121,8 +1136,11 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         dataset = ImageDataset(images, transform=self._eval_transform())
         self.net_.module_.eval()
         with explain_out_of_memory(self.batch_size, self.image_size):
-            proba = self.net_.predict_proba(dataset).astype(np.float64)
-        return check_finite_proba(proba)
+            if self.verbose:
+                proba = predict_proba_with_progress(self.net_, dataset)
+            else:
+                proba = self.net_.predict_proba(dataset)
+        return check_finite_proba(proba.astype(np.float64))
 
     def predict(self, X):
         """Predicted labels, of the same type as ``y`` in fit.

@@ -7,6 +7,7 @@ stderr with a non-zero exit status (``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import os
@@ -17,6 +18,8 @@ import zipfile
 __all__ = ["main", "build_parser"]
 
 PROG = "sklearn-cxr"
+#: Exit status of ``predict --skip-bad`` when some images were skipped.
+EXIT_SKIPPED = 3
 _JOBLIB_SUFFIXES = (".joblib", ".pkl", ".pickle")
 
 
@@ -60,19 +63,28 @@ def _probability(value):
     return number
 
 
-def _add_model_options(parser, *, mode_default, epochs_default, size_default):
+def _add_model_options(
+    parser,
+    *,
+    mode_default,
+    epochs_default,
+    size_default,
+    backbone_default="resnet18",
+    weights_default="DEFAULT",
+):
     parser.add_argument(
         "--backbone",
-        default="resnet18",
+        default=backbone_default,
         help="torchvision model name or timm:<name> (default: %(default)s)",
     )
     parser.add_argument(
         "--weights",
         type=_weights,
-        default="DEFAULT",
-        help="ImageNet weights: DEFAULT, another torchvision weights name, a "
-        "state-dict file, or 'none' for random initialisation (default: "
-        "%(default)s)",
+        default=weights_default,
+        help="ImageNet weights: DEFAULT (downloaded once), IMAGENET (offline, "
+        "for timm:tf_efficientnet_lite0, from sklearn-cxr[weights]), another "
+        "torchvision weights name, a state-dict file, or 'none' for random "
+        "initialisation (default: %(default)s)",
     )
     parser.add_argument(
         "--mode",
@@ -141,7 +153,10 @@ def build_parser():
         prog=PROG,
         description="Pneumonia detection on chest X-rays by transfer learning, "
         "the scikit-learn way.",
-        epilog=f"Run '{PROG} COMMAND --help' for the options of a command.",
+        epilog=f"Run '{PROG} COMMAND --help' for the options of a command. Exit "
+        "status: 0 success, 1 error, 2 usage error, "
+        f"{EXIT_SKIPPED} 'predict --skip-bad' skipped unreadable images, 130 "
+        "interrupted.",
     )
     from . import __version__
 
@@ -197,7 +212,18 @@ def build_parser():
     predict.add_argument(
         "inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders"
     )
-    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default="-",
+        help="write CSV to FILE ('-': standard output; default: %(default)s): a "
+        "header, then one row per image: path, label, p_<class> for each class, "
+        "threshold",
+    )
+    predict.add_argument(
+        "--json", action="store_true", help="write JSON instead of CSV"
+    )
     _add_trust_pickle(predict)
     predict.add_argument(
         "--threshold",
@@ -205,7 +231,16 @@ def build_parser():
         default=None,
         metavar="T",
         help="binary models: call an image positive (PNEUMONIA) when its "
-        "probability is at least T (default: the most probable class)",
+        "probability is at least T (default: 0.5; models of more classes: the "
+        "most probable class)",
+    )
+    predict.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="predict the readable images and list the unreadable ones with "
+        f"their reasons on stderr; the exit status is then {EXIT_SKIPPED} when "
+        "some were skipped (without it, one unreadable image stops the "
+        "command)",
     )
     predict.set_defaults(func=_predict)
 
@@ -249,30 +284,47 @@ def build_parser():
     demo = commands.add_parser(
         "demo",
         parents=[common],
-        help="train and evaluate on synthetic radiographs (or --data DIR)",
-        description="The main job end to end: a patient-grouped train/test split, "
-        "training, and the clinical report on the test patients. Uses ImageNet "
-        "weights where they can be had, random weights otherwise.",
+        help="train and evaluate on the embedded real chest X-rays",
+        description="The main job end to end, offline: the 407 real chest "
+        "X-rays shipped with the package (Kermany et al. 2018, CC BY 4.0) split "
+        "by patient, a classifier on ImageNet EfficientNet-Lite0 features, the "
+        "clinical report with 95%% confidence intervals on the held-out "
+        "patients, and a Grad-CAM figure. Without the weights package "
+        "(sklearn-cxr[weights]) it falls back to random weights and says so.",
     )
-    demo.add_argument(
+    data_source = demo.add_mutually_exclusive_group()
+    data_source.add_argument(
         "--data",
         metavar="DIR",
         default=None,
-        help="a folder in the Kermany layout instead of synthetic images",
+        help="a folder in the Kermany layout instead of the embedded sample",
+    )
+    data_source.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="synthetic radiographs (make_chest_xrays) instead of the sample",
     )
     _add_model_options(demo, mode_default="features", epochs_default=3,
-                       size_default=128)
+                       size_default=128, backbone_default="timm:tf_efficientnet_lite0",
+                       weights_default="IMAGENET")
     demo.add_argument(
         "--n-samples",
         type=_positive_int,
         default=400,
-        help="synthetic images (default: %(default)s)",
+        help="with --synthetic: number of images (default: %(default)s)",
     )
     demo.add_argument(
         "--max-images",
         type=_positive_int,
         default=None,
-        help="with --data: use a random subset of this many images",
+        help="use a random subset of about this many images (whole patients)",
+    )
+    demo.add_argument(
+        "--report",
+        metavar="DIR",
+        default="sklearn-cxr-demo",
+        help="write the figures (Grad-CAM, ROC curve, confusion matrix) and "
+        "report.json to DIR (default: %(default)s); 'none' writes nothing",
     )
     demo.add_argument(
         "--n-bootstrap",
@@ -292,14 +344,14 @@ def build_parser():
 
 
 # --------------------------------------------------------------------- helpers
-def _check_output_file(path):
+def _check_output_file(path, option="--out"):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise _CommandError(
-            f"the folder of --out {path!r} does not exist; create {folder!r} first"
+            f"the folder of {option} {path} does not exist; create {folder} first"
         )
     if os.path.isdir(path):
-        raise _CommandError(f"--out {path!r} is a folder; give a file name")
+        raise _CommandError(f"{option} {path} is a folder; give a file name")
 
 
 def _save(model, path, use_joblib):
@@ -379,6 +431,49 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
+def _check_names(args):
+    """Backbone and weights names, before any data is read."""
+    from ._backbones import check_backbone_name
+
+    check_backbone_name(args.backbone, args.weights)
+
+
+def _load_data_folder(data_dir, preferred_split, labels="binary"):
+    """``load_folder`` with its errors said in command-line terms."""
+    from ._images import IMAGE_EXTENSIONS
+    from ._quickstart import load_folder
+
+    if not os.path.exists(data_dir):
+        raise _CommandError(f"no such folder: {data_dir}")
+    if not os.path.isdir(data_dir):
+        raise _CommandError(f"{data_dir} is a file; give the folder of the images")
+    subfolders = {
+        entry.name.lower(): entry.path
+        for entry in os.scandir(data_dir)
+        if entry.is_dir()
+    }
+    folder = subfolders.get(preferred_split, data_dir)
+    classes = {
+        entry.name.upper()
+        for entry in os.scandir(folder)
+        if entry.is_dir() and entry.name.upper() in ("NORMAL", "PNEUMONIA")
+    }
+    if not classes:
+        raise _CommandError(
+            f"no NORMAL or PNEUMONIA folder in {folder}: expected "
+            f"{data_dir}/NORMAL/ and {data_dir}/PNEUMONIA/ (or "
+            f"{data_dir}/{preferred_split}/NORMAL/ ...) holding image files "
+            f"({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    try:
+        return load_folder(data_dir, preferred_split, labels=labels)
+    except FileNotFoundError as exc:
+        # e.g. a class folder without images; the loader names the folder
+        raise _CommandError(
+            _one_line(exc).replace(" (extensions", " (image files")
+        ) from exc
+
+
 def _positive_class(classes):
     values = [_plain(c) for c in classes]
     if "PNEUMONIA" in values:
@@ -395,10 +490,10 @@ def _echo(text=""):
 # -------------------------------------------------------------------- commands
 def _train(args):
     from . import PretrainedCNNClassifier
-    from ._quickstart import load_folder
 
     _check_output_file(args.out)
-    data = load_folder(args.data_dir, "train", labels=args.labels)
+    _check_names(args)
+    data = _load_data_folder(args.data_dir, "train", labels=args.labels)
     y = data.target_names[data.target]
     model = PretrainedCNNClassifier(
         backbone=args.backbone,
@@ -427,51 +522,125 @@ def _train(args):
     return 0
 
 
+def _readable(files):
+    """Split ``files`` into readable ones and ``(path, reason)`` of the rest."""
+    from ._images import read_image
+
+    good, bad = [], []
+    for path in files:
+        try:
+            read_image(path)
+        except (OSError, ValueError) as exc:
+            bad.append((path, _one_line(exc)))
+        else:
+            good.append(path)
+    return good, bad
+
+
+def _write_csv(handle, classes, rows):
+    writer = csv.writer(handle)
+    writer.writerow(
+        ["path", "label", *(f"p_{c}" for c in classes), "threshold"]
+    )
+    for row in rows:
+        threshold = row["threshold"]
+        writer.writerow(
+            [
+                row["path"],
+                row["label"],
+                *(repr(row["probabilities"][str(c)]) for c in classes),
+                "" if threshold is None else repr(threshold),
+            ]
+        )
+
+
 def _predict(args):
     import numpy as np
 
     model = _load(args.model, args.trust_pickle)
     _set_verbosity(model, 0 if args.quiet else 1)
+    if args.output != "-":
+        _check_output_file(args.output, option="--output")
     files = _image_files(args.inputs)
-    classes = [_plain(c) for c in model.classes_]
-    proba = model.predict_proba(files)
-    if args.threshold is None:
-        labels = [classes[k] for k in np.argmax(proba, axis=1)]
-    else:
-        positive = _positive_class(model.classes_)
-        if len(classes) != 2 or positive is None:
+    skipped = []
+    if args.skip_bad:
+        files, skipped = _readable(files)
+        for path, reason in skipped:
+            print(f"{PROG} predict: skipped {path}: {reason}", file=sys.stderr)
+        if not files:
             raise _CommandError(
-                f"--threshold needs a binary model; this one has classes {classes}"
+                f"none of the {len(skipped)} images could be read (see above)"
             )
+    classes = [_plain(c) for c in model.classes_]
+    try:
+        proba = model.predict_proba(files)
+    except (OSError, ValueError) as exc:
+        if args.skip_bad:
+            raise
+        raise _CommandError(
+            f"{_one_line(exc)} (pass --skip-bad to predict the other images)"
+        ) from exc
+    threshold = args.threshold
+    positive = _positive_class(model.classes_)
+    if len(classes) == 2 and positive is not None:
+        threshold = 0.5 if threshold is None else threshold
         negative = next(c for c in classes if c != positive)
         column = proba[:, classes.index(positive)]
-        labels = [positive if p >= args.threshold else negative for p in column]
+        labels = [positive if p >= threshold else negative for p in column]
+    elif threshold is not None:
+        raise _CommandError(
+            f"--threshold needs a binary model; this one has classes {classes}"
+        )
+    else:
+        labels = [classes[k] for k in np.argmax(proba, axis=1)]
     rows = [
         {
             "path": path,
             "label": label,
             "probability": float(p[classes.index(label)]),
             "probabilities": {str(c): float(v) for c, v in zip(classes, p)},
+            "threshold": threshold,
         }
         for path, label, p in zip(files, labels, proba)
     ]
-    if args.json:
-        _echo(json.dumps(rows, indent=2))
+    if args.output == "-":
+        _emit(args, sys.stdout, classes, rows)
     else:
-        for row in rows:
-            _echo(f"{row['path']}\t{row['label']}\t{row['probability']:.3f}")
+        with open(args.output, "w", newline="", encoding="utf-8") as handle:
+            _emit(args, handle, classes, rows)
+        print(
+            f"{PROG} predict: wrote {len(rows)} predictions to {args.output}",
+            file=sys.stderr,
+        )
+    if skipped:
+        print(
+            f"{PROG} predict: {len(skipped)} of {len(skipped) + len(rows)} "
+            f"images skipped (exit status {EXIT_SKIPPED})",
+            file=sys.stderr,
+        )
+        return EXIT_SKIPPED
     return 0
+
+
+def _emit(args, handle, classes, rows):
+    if args.json:
+        # the skipped images are listed on stderr, as with CSV
+        handle.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        _write_csv(handle, classes, rows)
+    handle.flush()
 
 
 def _evaluate(args):
     from . import evaluate_classifier
-    from ._quickstart import load_folder
 
     model = _load(args.model, args.trust_pickle)
     _set_verbosity(model, 0 if args.quiet or args.json else 1)
     classes = [_plain(c) for c in model.classes_]
     subtype = bool({str(c).lower() for c in classes} & {"bacterial", "viral"})
-    data = load_folder(args.data_dir, "test", labels="subtype" if subtype else "binary")
+    data = _load_data_folder(
+        args.data_dir, "test", labels="subtype" if subtype else "binary"
+    )
     y = data.target_names[data.target]
     unknown = sorted(set(y.tolist()) - set(classes))
     if unknown:
@@ -510,8 +679,13 @@ def _demo(args):
 
     if args.out:
         _check_output_file(args.out)
+    report_dir = None if args.report.lower() == "none" else args.report
+    if report_dir is not None and os.path.isfile(report_dir):
+        raise _CommandError(f"--report {report_dir} is a file; give a folder")
+    _check_names_or_fallback(args)
     result = run_quickstart(
         args.data,
+        synthetic=args.synthetic,
         backbone=args.backbone,
         weights=args.weights,
         mode=args.mode,
@@ -523,6 +697,7 @@ def _demo(args):
         batch_size=args.batch_size,
         n_bootstrap=args.n_bootstrap,
         random_state=args.random_state,
+        report_dir=report_dir,
         verbose=0 if args.quiet or args.json else 1,
         quick=args.quick,
     )
@@ -530,28 +705,50 @@ def _demo(args):
         _save(result.estimator, args.out, False)
     if args.json:
         out = {
+            "summary": result.summary,
             "source": result.source,
             "weights": None if result.weights is None else str(result.weights),
+            "fallback": result.fallback,
+            "backbone": str(result.estimator.backbone),
+            "mode": result.estimator.mode,
+            "image_size": result.estimator.image_size,
             "n_train": result.n_train,
             "n_test": result.n_test,
             "fit_seconds": result.fit_seconds,
             **result.report.to_dict(),
+            "figures": result.figures,
+            "report_dir": report_dir,
         }
         _echo(json.dumps(out, indent=2))
         return 0
-    weights = (
-        "random weights" if result.weights is None else f"{result.weights} weights"
-    )
+    _echo(f"\n{result.summary}")
     _echo(
-        f"\n{result.source}: trained on {result.n_train} images "
-        f"({result.estimator.backbone}, {result.estimator.mode} mode, {weights}) "
-        f"in {result.fit_seconds:.1f} s; tested on {result.n_test} images of "
-        "other patients:\n"
+        f"Trained on {result.n_train} images in {result.fit_seconds:.1f} s; "
+        f"tested on {result.n_test} images of other patients:\n"
     )
     _echo(str(result.report))
+    if result.fallback:
+        _echo(
+            "\nThis was the FALLBACK without pretrained weights; for the real "
+            "demo: pip install 'sklearn-cxr[weights]'"
+        )
+    if result.figures:
+        _echo(
+            f"\nWrote {', '.join(result.figures.values())} and report.json to "
+            f"{report_dir}"
+        )
     if args.out:
-        _echo(f"\nSaved the model to {args.out}")
+        _echo(f"Saved the model to {args.out}")
     return 0
+
+
+def _check_names_or_fallback(args):
+    """Unknown names fail now; missing optional weights are the demo's fallback."""
+    try:
+        _check_names(args)
+    except ImportError:
+        if args.weights not in ("IMAGENET", "DEFAULT"):
+            raise
 
 
 # ------------------------------------------------------------------------ main
@@ -571,7 +768,9 @@ def main(argv=None):
     Returns
     -------
     status : int
-        0 on success, 1 on an error, 2 on a usage error, 130 when interrupted.
+        0 on success, 1 on an error, 2 on a usage error, 3
+        (:data:`EXIT_SKIPPED`) when ``predict --skip-bad`` skipped unreadable
+        images, 130 when interrupted.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -600,7 +799,10 @@ def main(argv=None):
 
         message = _one_line(exc)
         if isinstance(exc, WeightsUnavailableError):
-            message += " (or pass --weights none)"
+            message += (
+                " (or pass --backbone timm:tf_efficientnet_lite0 --weights "
+                "IMAGENET for offline ImageNet weights, or --weights none)"
+            )
         elif not isinstance(
             exc, (_CommandError, ValueError, TypeError, OSError, ImportError)
         ):

@@ -466,24 +466,26 @@ def _write_report(directory, report, estimator, X, y_binary, score, positive, k)
             "Writing the report's figures needs matplotlib: pip install "
             "matplotlib (or 'sklearn-cxr[docs]'), or leave report_dir=None."
         ) from exc
-    from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    from .inspection import plot_roc_with_ci
 
     os.makedirs(directory, exist_ok=True)
     files = {}
     y_pos = y_binary == positive
     if 0 < y_pos.sum() < len(y_pos):
         fig = Figure(figsize=(5, 5))
-        ax = fig.subplots()
         auc = report.roc_auc
-        RocCurveDisplay.from_predictions(
+        plot_roc_with_ci(
             y_binary,
             score,
             pos_label=positive,
-            ax=ax,
-            name=f"{report.confidence:.0%} CI [{auc.ci_low:.2f}, {auc.ci_high:.2f}]",
+            roc_auc=auc.value,
+            ci_low=auc.ci_low,
+            ci_high=auc.ci_high,
+            confidence=report.confidence,
+            ax=fig.subplots(),
         )
-        ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
-        ax.set_title(f"ROC curve ({positive} positive)")
         files["roc_curve"] = _save(fig, directory, "roc_curve.png")
     else:
         logger.warning("Only one class present: no ROC curve drawn.")
@@ -504,8 +506,13 @@ def _write_report(directory, report, estimator, X, y_binary, score, positive, k)
         from ._images import check_images
 
         images = check_images(X).take(errors)
+        classes = [_plain(c) for c in estimator.classes_]
+        # explain the disease where it is a class, else each predicted class
+        explained = positive if positive in classes else None
         try:
-            heatmaps = gradcam(estimator, images)
+            heatmaps = gradcam(estimator, images, target=explained)
+            if explained is None:
+                explained = [_plain(c) for c in estimator.predict(images)]
         except (TypeError, ValueError) as exc:
             logger.warning("No Grad-CAM grid: %s", exc)
         else:
@@ -514,7 +521,9 @@ def _write_report(directory, report, estimator, X, y_binary, score, positive, k)
                 f"{name}\ntrue {y_binary[i]}, p({positive}) = {score[i]:.2f}"
                 for name, i in zip(names, errors)
             ]
-            fig = plot_gradcam(images, heatmaps, titles=titles, figure=Figure())
+            fig = plot_gradcam(
+                images, heatmaps, titles=titles, explained=explained, figure=Figure()
+            )
             files["gradcam_errors"] = _save(fig, directory, "gradcam_errors.png")
     return files
 
@@ -532,6 +541,7 @@ def _image_names(X, indices):
 
 
 def _save(fig, directory, name):
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(os.path.join(directory, name), dpi=100)
     return name

@@ -271,9 +271,9 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         start = 0
         iterator = loader
         if self.verbose:
-            from tqdm.auto import tqdm
+            from ._progress import bar
 
-            iterator = tqdm(loader, desc="Embedding images", unit="batch")
+            iterator = bar(loader, desc="Embedding images")
         self.backbone_.eval()
         with torch.inference_mode(), explain_out_of_memory(
             self.batch_size, self.image_size

@@ -173,7 +173,8 @@ def read_image(path):
         If ``path`` is a directory, an empty, truncated or non-image file, or
         an image over PIL's decompression-bomb limit.
     """
-    path = os.fspath(path)
+    # str(): a numpy string would show as np.str_('...') in the messages
+    path = str(os.fspath(path))
     if not os.path.exists(path):
         raise FileNotFoundError(f"Image file not found: {path!r}.")
     if os.path.isdir(path):
@@ -426,7 +427,7 @@ def _check_image_sequence(items):
         name = f"X[{index}]"
         if isinstance(item, (str, os.PathLike)):
             kinds.add("paths")
-            path = os.fspath(item)
+            path = str(os.fspath(item))
             if not os.path.exists(path):
                 raise FileNotFoundError(
                     f"{name}: image file not found: {path!r}."

@@ -176,3 +176,25 @@ def test_grayscale_stem_timm():
     pytest.importorskip("timm")
     spec = load_backbone("timm:tf_efficientnet_lite0", None, in_chans=1)
     assert probe_features(spec.body, 64, 1) == 1280
+
+
+# ------------------------------------------- names checked before anything runs
+def test_check_backbone_name_suggests_timm_names():
+    pytest.importorskip("timm", reason="timm is an optional dependency")
+    from sklearn_cxr._backbones import check_backbone_name
+
+    with pytest.raises(ValueError, match=r"Did you mean 'timm:efficientnet_lite0'\?"):
+        check_backbone_name("efficientnet_lite0")
+    with pytest.raises(ValueError, match=r"Did you mean 'resnet18' or 'timm:"):
+        check_backbone_name("resnt18")
+    with pytest.raises(ValueError, match=r"'IMAGENET1K_V1'"):
+        check_backbone_name("resnet18", "IMAGENET1K_V11")
+    with pytest.raises(ValueError, match=r"offline only for 'timm:tf_efficientnet"):
+        check_backbone_name("resnet18", "IMAGENET")
+    with pytest.raises(ValueError, match=r"offline only for 'timm:tf_efficientnet"):
+        check_backbone_name("timm:resnet18", "IMAGENET")
+    with pytest.raises(FileNotFoundError, match=r"weights file not found: /no/"):
+        check_backbone_name("resnet18", "/no/such.pth")
+    # valid names pass without building or reading anything
+    check_backbone_name("resnet18", "DEFAULT")
+    check_backbone_name("timm:tf_efficientnet_lite0", None)

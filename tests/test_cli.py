@@ -108,13 +108,17 @@ def test_train_predict_evaluate(kermany, tmp_path, capsys, mode, model_name):
     expected = loaded.predict(sorted(r["path"] for r in rows)).tolist()
     assert [r["label"] for r in sorted(rows, key=lambda r: r["path"])] == expected
 
-    # a threshold of 0 calls everything positive; text output, one line each
+    # a threshold of 0 calls everything positive; CSV output, a header and
+    # one row per image
     one = str(test_dir / "NORMAL" / "IM-0000-0001.png")
     status, out, _ = run(["predict", model, one, "--threshold", "0", "-q", *trust],
                          capsys)
     assert status == 0
-    path, label, probability = out.strip().split("\t")
-    assert (path, label) == (one, "PNEUMONIA") and 0 <= float(probability) <= 1
+    header, row = out.strip().splitlines()
+    assert header == "path,label,p_NORMAL,p_PNEUMONIA,threshold"
+    path, label, p_normal, p_pneumonia, threshold = row.split(",")
+    assert (path, label, threshold) == (one, "PNEUMONIA", "0.0")
+    assert float(p_normal) + float(p_pneumonia) == pytest.approx(1.0)
 
     report_dir = tmp_path / "report"
     status, out, err = run(
@@ -218,33 +222,13 @@ def test_subprocess_exit_status_and_no_traceback(tmp_path):
     assert "model file not found" in done.stderr
 
 
-def test_demo_falls_back_to_random_weights(monkeypatch, capsys):
-    from urllib.error import URLError
-
-    import torch.hub
-
-    def offline(url, *args, **kwargs):
-        raise URLError("no network")
-
-    # as on a machine without network and without a cached copy
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    status, out, err = run(["demo", "--quick", "-q", "--json"], capsys)
-    assert status == 0, err
-    notices = [line for line in err.splitlines() if "not available" in line]
-    assert len(notices) == 1 and "random weights" in notices[0]
-    result = json.loads(out)
-    assert result["weights"] is None
-    assert result["n_train"] + result["n_test"] == 80
-    for name in ("accuracy", "sensitivity", "specificity", "roc_auc"):
-        metric = result["metrics"][name]
-        assert 0.0 <= metric["value"] <= 1.0
-
-
 def test_demo_on_a_folder(kermany, capsys):
     status, out, err = run(
-        ["demo", "--data", kermany, "--weights", "none", "--quick", "-q"], capsys
+        ["demo", "--data", kermany, "--backbone", "resnet18", "--weights", "none",
+         "--quick", "-q", "--report", "none"],
+        capsys,
     )
     assert status == 0, err
     assert "not available" not in err
-    assert f"20 images from {kermany}" in out
+    assert f"Data: 20 images from {kermany}. Weights: random weights" in out
     assert "sensitivity" in out and "specificity" in out

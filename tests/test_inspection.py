@@ -180,11 +180,48 @@ def test_plot_gradcam(fitted, lesion_data):
     _, (X_test, _, _) = lesion_data
     heatmaps = gradcam(fitted["features"], X_test[:5])
     fig = plot_gradcam(X_test[:5], heatmaps, titles=list("abcde"), figure=Figure())
-    assert len(fig.axes) == 5
-    assert [ax.get_title() for ax in fig.axes] == list("abcde")
-    # each panel shows the image and its heatmap
-    assert all(len(ax.images) == 2 for ax in fig.axes)
+    panels, (bar,) = fig.axes[:5], fig.axes[5:]
+    assert [ax.get_title() for ax in panels] == list("abcde")
+    # each panel shows the image and its heatmap; a colour bar gives the scale
+    assert all(len(ax.images) == 2 for ax in panels)
+    assert "Grad-CAM" in bar.get_ylabel()
+    assert fig.get_suptitle() == ""
+    fig = plot_gradcam(
+        X_test[:2], heatmaps[:2], titles=["a", "b"], explained=["NORMAL", "PNEUMONIA"],
+        colorbar=False, figure=Figure(),
+    )
+    assert [ax.get_title() for ax in fig.axes] == [
+        "a\nexplains NORMAL",
+        "b\nexplains PNEUMONIA",
+    ]
+    fig = plot_gradcam(X_test[:2], heatmaps[:2], explained="PNEUMONIA", figure=Figure())
+    assert fig.get_suptitle() == "Grad-CAM: evidence for PNEUMONIA"
+    with pytest.raises(ValueError, match="1 explained classes for 2 images"):
+        plot_gradcam(X_test[:2], heatmaps[:2], explained=["a"], figure=Figure())
     with pytest.raises(ValueError, match="heatmap 0 has shape"):
         plot_gradcam(X_test[:1], np.zeros((1, 8, 8)), figure=Figure())
     with pytest.raises(ValueError, match="2 heatmaps for 1 images"):
         plot_gradcam(X_test[:1], heatmaps[:2], figure=Figure())
+
+
+def test_plot_roc_with_ci_legend():
+    from matplotlib.figure import Figure
+
+    from sklearn_cxr.inspection import plot_roc_with_ci
+
+    ax = Figure().subplots()
+    y = np.array(["N", "N", "P", "P", "P"])
+    display = plot_roc_with_ci(
+        y, [0.1, 0.7, 0.6, 0.8, 0.9], pos_label="P", roc_auc=0.8333,
+        ci_low=0.5, ci_high=0.995, ax=ax,
+    )
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["AUC 0.83 [0.50, 0.99]", "chance (AUC 0.50)"]
+    assert display.fpr.tolist()[-1] == 1.0
+    assert ax.get_title() == "ROC curve (P positive)"
+    ax = Figure().subplots()
+    plot_roc_with_ci(
+        y, [0.1, 0.2, 0.6, 0.8, 0.9], pos_label="P", roc_auc=1.0,
+        ci_low=float("nan"), ci_high=float("nan"), ax=ax,
+    )
+    assert ax.get_legend().get_texts()[0].get_text() == "AUC 1.00"
