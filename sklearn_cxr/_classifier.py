@@ -37,7 +37,9 @@ from skorch.callbacks import (
 from skorch.helper import predefined_split
 from skorch.utils import to_tensor
 
+from ._augment import check_augment, check_tta, tta_views
 from ._backbones import CXRNetwork, build_head, load_backbone, probe_features
+from ._callbacks import WeightAveraging
 from ._features import (
     PretrainedFeatures,
     _BackboneParamsMixin,
@@ -243,6 +245,7 @@ _RESUMABLE_PARAMS = {
     "device",
     "memory",
     "random_state",
+    "tta",  # predict-time only
 }
 
 
@@ -376,6 +379,31 @@ class _ResumeFromCheckpoint(LoadInitState):
         )
 
 
+class _Chain:
+    """Apply ``first`` then ``then`` (picklable, for DataLoader workers)."""
+
+    def __init__(self, first, then):
+        self.first = first
+        self.then = then
+
+    def __call__(self, image):
+        return self.then(self.first(image))
+
+
+class _ViewCollection:
+    """An image collection seen through a test-time view (feature mode)."""
+
+    def __init__(self, images, view):
+        self.images = images
+        self.view = view
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.view(self.images[index])
+
+
 class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimator):
     """Chest X-ray classifier by transfer learning from an ImageNet backbone.
 
@@ -433,10 +461,18 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         finetune mode from 0.01-0.22 to 0.80-0.99 at equal or better ROC AUC
         (``docs/benchmarks.rst``). None trains on the raw prevalence, which
         suits a deployment with the same prevalence as the training data.
-    augment : bool, default=True
-        Random resized crops close to the full image, small rotations and
-        shifts, brightness and contrast jitter while training; no horizontal
-        flip (the heart is on the left).
+    augment : bool, "geometric", "acquisition" or callable, default=True
+        Finetune mode, while training only. True (or "geometric"): random
+        resized crops close to the full image, small rotations and shifts,
+        brightness and contrast jitter; no horizontal flip (the heart is on
+        the left). "acquisition": the same crops and moves, then the
+        photometric changes of another acquisition pipeline (stronger
+        brightness and contrast, gamma curves, blur or sharpening, noise,
+        JPEG re-compression; :func:`~sklearn_cxr._augment.acquisition_augmentation`).
+        A callable (e.g. a ``torchvision.transforms.v2`` transform) replaces
+        the built-in augmentation: it receives the resized ``(C, H, W)``
+        float image in [0, 1] and returns one of the same shape (the safe
+        file format of :meth:`save` cannot store it). False: none.
     final_estimator : estimator or None, default=None
         Feature mode's classifier; None means ``LogisticRegression(
         max_iter=1000)``. Nested parameters such as ``final_estimator__C``
@@ -504,6 +540,22 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         Finetune mode: compile the network with ``torch.compile`` (skorch's
         ``compile=True``). Worth it for long runs on CUDA; the first epoch
         pays the compilation (a C++ compiler is needed on the CPU).
+    label_smoothing : float, default=0.0
+        Finetune mode: label smoothing of the cross-entropy loss
+        (``torch.nn.CrossEntropyLoss(label_smoothing=...)``), in [0, 1).
+    ema : float or None, default=None
+        Finetune mode: keep an exponential moving average of the weights
+        (:class:`torch.optim.swa_utils.AveragedModel`, BatchNorm statistics
+        included) with a time constant of ``ema`` epochs, so that it means
+        the same on 300 or 5,000 images. Validation, early stopping and the
+        fitted model use the averaged weights. None trains without it. A fit
+        resumed from ``checkpoint_dir`` restarts the average.
+    tta : bool or sequence of float, default=False
+        Test-time augmentation, both modes: ``predict_proba`` averages the
+        probabilities of centre crops keeping these fractions of each side
+        (True: ``(1.0, 0.9)``), each resized to ``image_size``; it costs one
+        inference per view. No flips: chest X-rays are not mirror-symmetric.
+        Training and the internal validation split do not use it.
 
     Attributes
     ----------
@@ -582,6 +634,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         checkpoint_dir=None,
         resume=False,
         compile=False,
+        label_smoothing=0.0,
+        ema=None,
+        tta=False,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -614,6 +669,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.compile = compile
+        self.label_smoothing = label_smoothing
+        self.ema = ema
+        self.tta = tta
 
     # ------------------------------------------------------------------ params
     def set_params(self, **params):
@@ -706,12 +764,35 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                 f"checkpoint_dir={os.fspath(self.checkpoint_dir)!r} is a file; pass "
                 "a folder (it is created if missing)."
             )
+        self._validate_lever_params()
         if self.resume not in (True, False):
             raise ValueError(f"resume must be True or False, got {self.resume!r}.")
         if self.resume and self.checkpoint_dir is None:
             raise ValueError(
                 "resume=True needs checkpoint_dir: the folder in which the "
                 "interrupted fit saved its epochs."
+            )
+
+    def _validate_lever_params(self):
+        check_augment(self.augment)
+        check_tta(self.tta)
+        smoothing = self.label_smoothing
+        if not (
+            isinstance(smoothing, Real)
+            and not isinstance(smoothing, bool)
+            and 0 <= smoothing < 1
+        ):
+            raise ValueError(
+                f"label_smoothing must be a number in [0, 1), got {smoothing!r}."
+            )
+        if self.ema is not None and not (
+            isinstance(self.ema, Real)
+            and not isinstance(self.ema, bool)
+            and 0 < self.ema < math.inf
+        ):
+            raise ValueError(
+                "ema must be None or a positive number of epochs (the time "
+                f"constant of the weight average, e.g. 0.5), got {self.ema!r}."
             )
 
     # --------------------------------------------------------------------- fit
@@ -981,6 +1062,11 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                     ),
                 ),
             ]
+        if self.ema is not None:
+            # after early stopping: it must snapshot the averaged weights
+            callbacks.append(
+                ("weight_averaging", WeightAveraging(self.ema, steps_per_epoch))
+            )
         callbacks += [(name, clone(cb)) for name, cb in self._named_callbacks()]
         if self.checkpoint_dir is not None:
             checkpoint = _EpochCheckpoint(
@@ -1006,6 +1092,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             module,
             criterion=torch.nn.CrossEntropyLoss,
             criterion__reduction="none",
+            criterion__label_smoothing=float(self.label_smoothing),
             criterion__weight=None
             if class_weight is None
             else torch.as_tensor(class_weight, dtype=torch.float32),
@@ -1079,18 +1166,30 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         check_is_fitted(self, "classes_")
         images = check_images(X)
         if self.mode_fitted_ == "features":
-            embeddings = self.features_.transform(images)
-            if self.scaler_ is not None:
-                embeddings = self.scaler_.transform(embeddings)
-            proba = self.final_estimator_.predict_proba(embeddings)
-            # the final estimator saw encoded labels 0..n-1; align columns
+            views = tta_views(getattr(self, "tta", False)) or [None]
             full = np.zeros((len(images), self.n_classes_), dtype=np.float64)
-            full[:, self.final_estimator_.classes_.astype(int)] = proba
-            return full
-        dataset = ImageDataset(images, transform=self._eval_transform())
+            for view in views:
+                if view is None or view.scale >= 1:
+                    embeddings = self.features_.transform(images)
+                else:  # views are not cached: embed them directly
+                    embeddings = self.features_._embed(_ViewCollection(images, view))
+                if self.scaler_ is not None:
+                    embeddings = self.scaler_.transform(embeddings)
+                proba = self.final_estimator_.predict_proba(embeddings)
+                # the final estimator saw encoded labels 0..n-1; align columns
+                full[:, self.final_estimator_.classes_.astype(int)] += proba
+            return full / len(views)
+        views = tta_views(getattr(self, "tta", False)) or [None]
+        proba = 0.0
         self.net_.module_.eval()
-        with explain_out_of_memory(self.batch_size, self.image_size):
-            return self.net_.predict_proba(dataset).astype(np.float64)
+        for view in views:
+            transform = self._eval_transform()
+            if view is not None:
+                transform = _Chain(view, transform)
+            dataset = ImageDataset(images, transform=transform)
+            with explain_out_of_memory(self.batch_size, self.image_size):
+                proba = proba + self.net_.predict_proba(dataset).astype(np.float64)
+        return proba / len(views)
 
     def predict(self, X):
         """Predicted labels, of the same type as ``y`` in fit.
