@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from _reliability_utils import tiny_params
+from _reliability_utils import tiny_params, tiny_resnet_classifier
 from skorch.callbacks import Callback
 
 from sklearn_cxr import PretrainedCNNClassifier
@@ -219,3 +219,21 @@ def test_bad_lever_values_are_refused(blobs, params, match):
     X, y, _ = blobs
     with pytest.raises(ValueError, match=match):
         PretrainedCNNClassifier(**tiny_params(**params)).fit(X, y)
+
+
+# ------------------------------------------------------------- persistence
+def test_levers_survive_save_and_load(blobs, tmp_path):
+    X, y, _ = blobs
+    clf = tiny_resnet_classifier(
+        "finetune", augment="acquisition", label_smoothing=0.1, ema=0.5,
+        tta=(1.0, 0.9),
+    ).fit(X, y)
+    loaded = PretrainedCNNClassifier.load(clf.save(tmp_path / "m.cxr"))
+    assert loaded.get_params()["tta"] == (1.0, 0.9)
+    assert loaded.get_params()["ema"] == 0.5
+    np.testing.assert_allclose(
+        loaded.predict_proba(X), clf.predict_proba(X), rtol=1e-5, atol=1e-6
+    )
+    clf.set_params(augment=torch.nn.Identity())
+    with pytest.raises(TypeError, match="augment=.*cannot be stored"):
+        clf.save(tmp_path / "callable.cxr")
