@@ -60,6 +60,10 @@ __all__ = ["PretrainedCNNClassifier"]
 logger = logging.getLogger(__name__)
 
 _MODES = ("finetune", "features")
+# validation_fraction="auto": the share held out, and the fewest validation
+# images whose ROC AUC is worth stopping on (docs/benchmarks.rst, issue 10).
+_AUTO_VALIDATION_FRACTION = 0.1
+_AUTO_MIN_VALIDATION = 100
 
 
 def default_final_estimator():
@@ -468,7 +472,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         the left). "acquisition": the same crops and moves, then the
         photometric changes of another acquisition pipeline (stronger
         brightness and contrast, gamma curves, blur or sharpening, noise,
-        JPEG re-compression; :func:`~sklearn_cxr._augment.acquisition_augmentation`).
+        JPEG re-compression; ``sklearn_cxr._augment.acquisition_augmentation``).
         A callable (e.g. a ``torchvision.transforms.v2`` transform) replaces
         the built-in augmentation: it receives the resized ``(C, H, W)``
         float image in [0, 1] and returns one of the same shape (the safe
@@ -489,10 +493,15 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         (``amp``) make repeated fits differ slightly; see :ref:`reliability`.
     verbose : int, default=0
         Per-epoch table (finetune) or progress bar (features) when > 0.
-    validation_fraction : float or None, default=0.1
+    validation_fraction : float, "auto" or None, default="auto"
         Share of the training images held out (by patient when ``groups`` are
         passed to ``fit``) to monitor ROC AUC each epoch, stop early and
         restore the best epoch. None trains on everything for ``max_epochs``.
+        "auto" holds out 0.1 when that makes at least 100 validation images
+        (1,000 training images or more) and otherwise trains like None: the
+        ROC AUC of a few dozen images is too noisy to pick an epoch (on 300
+        real images a 30-image split restored the head-only first epoch; see
+        ``docs/benchmarks.rst``).
     patience : int, default=3
         Epochs without improvement of the validation ROC AUC before stopping.
     body_lr_factor : float, default=0.1
@@ -620,7 +629,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         num_workers=0,
         random_state=None,
         verbose=0,
-        validation_fraction=0.1,
+        validation_fraction="auto",
         patience=3,
         body_lr_factor=0.1,
         weight_decay=1e-4,
@@ -737,9 +746,14 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                 f"{self.hidden_units!r}."
             )
         frac = self.validation_fraction
-        if frac is not None and not (isinstance(frac, Real) and 0 < frac < 0.5):
+        if not (
+            frac is None
+            or (isinstance(frac, str) and frac == "auto")
+            or (isinstance(frac, Real) and 0 < frac < 0.5)
+        ):
             raise ValueError(
-                f"validation_fraction must be None or in (0, 0.5), got {frac!r}."
+                "validation_fraction must be 'auto', None or in (0, 0.5), got "
+                f"{frac!r}."
             )
         if self.amp not in ("auto", True, False):
             raise ValueError(f"amp must be 'auto', True or False, got {self.amp!r}.")
@@ -975,6 +989,17 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         frac = self.validation_fraction
         if frac is None:
             return None
+        if isinstance(frac, str):  # "auto"
+            frac = _AUTO_VALIDATION_FRACTION
+            if len(y_encoded) * frac < _AUTO_MIN_VALIDATION:
+                logger.info(
+                    "validation_fraction='auto': %d images would leave fewer "
+                    "than %d for validation; training on all of them for "
+                    "max_epochs without early stopping.",
+                    len(y_encoded),
+                    _AUTO_MIN_VALIDATION,
+                )
+                return None
         n_splits = max(2, int(round(1.0 / frac)))
         if np.bincount(y_encoded).min() < n_splits:
             logger.info(

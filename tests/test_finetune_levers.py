@@ -237,3 +237,43 @@ def test_levers_survive_save_and_load(blobs, tmp_path):
     clf.set_params(augment=torch.nn.Identity())
     with pytest.raises(TypeError, match="augment=.*cannot be stored"):
         clf.save(tmp_path / "callable.cxr")
+
+
+# ------------------------------------------------- small training sets
+@pytest.mark.parametrize("n, expected", [(999, None), (1000, 100), (3000, 300)])
+def test_auto_validation_needs_100_images(n, expected):
+    y = np.tile([0, 1, 1, 1], n // 4 + 1)[:n]
+    clf = PretrainedCNNClassifier(validation_fraction="auto")
+    split = clf._split_validation(y, None, seed=0)
+    if expected is None:
+        assert split is None
+    else:
+        train, valid = split
+        assert abs(len(valid) - expected) <= 1 and len(train) + len(valid) == n
+
+
+def test_default_trains_small_sets_on_everything(blobs, caplog):
+    X, y, groups = blobs
+    recorder = Recorder()
+    clf = PretrainedCNNClassifier(
+        **tiny_params(max_epochs=2, callbacks=[("recorder", recorder)])
+    )
+    assert clf.get_params()["validation_fraction"] == "auto"
+    with caplog.at_level("INFO", logger="sklearn_cxr._classifier"):
+        clf.fit(X, y, groups=groups)
+    rec = dict(clf.net_.callbacks_)["recorder"]
+    assert "without early stopping" in caplog.text
+    assert len(clf.history_) == 2 and "valid_auc" not in clf.history_[-1]
+    assert not rec.valid_inputs
+    assert sum(len(b) for b in rec.train_inputs) == 2 * len(X)
+    explicit = PretrainedCNNClassifier(
+        **tiny_params(max_epochs=1, validation_fraction=0.25)
+    ).fit(X, y, groups=groups)
+    assert "valid_auc" in explicit.history_[-1]
+
+
+@pytest.mark.parametrize("bad", ["Auto", 0.5, 0, "none"])
+def test_bad_validation_fraction_is_refused(blobs, bad):
+    X, y, _ = blobs
+    with pytest.raises(ValueError, match="validation_fraction must be 'auto', None"):
+        PretrainedCNNClassifier(**tiny_params(validation_fraction=bad)).fit(X, y)
