@@ -37,7 +37,9 @@ from skorch.callbacks import (
 from skorch.helper import predefined_split
 from skorch.utils import to_tensor
 
+from ._augment import check_augment, check_tta, tta_views
 from ._backbones import CXRNetwork, build_head, load_backbone, probe_features
+from ._callbacks import WeightAveraging
 from ._checks import (
     check_class_weights,
     check_finite_proba,
@@ -66,6 +68,10 @@ __all__ = ["PretrainedCNNClassifier"]
 logger = logging.getLogger(__name__)
 
 _MODES = ("finetune", "features")
+# validation_fraction="auto": the share held out, and the fewest validation
+# images whose ROC AUC is worth stopping on (docs/benchmarks.rst, issue 10).
+_AUTO_VALIDATION_FRACTION = 0.1
+_AUTO_MIN_VALIDATION = 100
 
 
 def default_final_estimator():
@@ -273,6 +279,7 @@ _RESUMABLE_PARAMS = {
     "device",
     "memory",
     "random_state",
+    "tta",  # predict-time only
 }
 
 
@@ -406,6 +413,31 @@ class _ResumeFromCheckpoint(LoadInitState):
         )
 
 
+class _Chain:
+    """Apply ``first`` then ``then`` (picklable, for DataLoader workers)."""
+
+    def __init__(self, first, then):
+        self.first = first
+        self.then = then
+
+    def __call__(self, image):
+        return self.then(self.first(image))
+
+
+class _ViewCollection:
+    """An image collection seen through a test-time view (feature mode)."""
+
+    def __init__(self, images, view):
+        self.images = images
+        self.view = view
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.view(self.images[index])
+
+
 class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimator):
     """Chest X-ray classifier by transfer learning from an ImageNet backbone.
 
@@ -463,10 +495,18 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         finetune mode from 0.01-0.22 to 0.80-0.99 at equal or better ROC AUC
         (``docs/benchmarks.rst``). None trains on the raw prevalence, which
         suits a deployment with the same prevalence as the training data.
-    augment : bool, default=True
-        Random resized crops close to the full image, small rotations and
-        shifts, brightness and contrast jitter while training; no horizontal
-        flip (the heart is on the left).
+    augment : bool, "geometric", "acquisition" or callable, default=True
+        Finetune mode, while training only. True (or "geometric"): random
+        resized crops close to the full image, small rotations and shifts,
+        brightness and contrast jitter; no horizontal flip (the heart is on
+        the left). "acquisition": the same crops and moves, then the
+        photometric changes of another acquisition pipeline (stronger
+        brightness and contrast, gamma curves, blur or sharpening, noise,
+        JPEG re-compression; ``sklearn_cxr._augment.acquisition_augmentation``).
+        A callable (e.g. a ``torchvision.transforms.v2`` transform) replaces
+        the built-in augmentation: it receives the resized ``(C, H, W)``
+        float image in [0, 1] and returns one of the same shape (the safe
+        file format of :meth:`save` cannot store it). False: none.
     final_estimator : estimator or None, default=None
         Feature mode's classifier; None means ``LogisticRegression(
         max_iter=1000)``. Nested parameters such as ``final_estimator__C``
@@ -485,10 +525,15 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         When > 0, progress bars (per batch, on stderr) while fitting,
         embedding and predicting, and the per-epoch table (finetune; without
         colour codes where stdout is not a terminal).
-    validation_fraction : float or None, default=0.1
+    validation_fraction : float, "auto" or None, default="auto"
         Share of the training images held out (by patient when ``groups`` are
         passed to ``fit``) to monitor ROC AUC each epoch, stop early and
         restore the best epoch. None trains on everything for ``max_epochs``.
+        "auto" holds out 0.1 when that makes at least 100 validation images
+        (1,000 training images or more) and otherwise trains like None: the
+        ROC AUC of a few dozen images is too noisy to pick an epoch (on 300
+        real images a 30-image split restored the head-only first epoch; see
+        ``docs/benchmarks.rst``).
     patience : int, default=3
         Epochs without improvement of the validation ROC AUC before stopping.
     body_lr_factor : float, default=0.1
@@ -536,6 +581,22 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         Finetune mode: compile the network with ``torch.compile`` (skorch's
         ``compile=True``). Worth it for long runs on CUDA; the first epoch
         pays the compilation (a C++ compiler is needed on the CPU).
+    label_smoothing : float, default=0.0
+        Finetune mode: label smoothing of the cross-entropy loss
+        (``torch.nn.CrossEntropyLoss(label_smoothing=...)``), in [0, 1).
+    ema : float or None, default=None
+        Finetune mode: keep an exponential moving average of the weights
+        (:class:`torch.optim.swa_utils.AveragedModel`, BatchNorm statistics
+        included) with a time constant of ``ema`` epochs, so that it means
+        the same on 300 or 5,000 images. Validation, early stopping and the
+        fitted model use the averaged weights. None trains without it. A fit
+        resumed from ``checkpoint_dir`` restarts the average.
+    tta : bool or sequence of float, default=False
+        Test-time augmentation, both modes: ``predict_proba`` averages the
+        probabilities of centre crops keeping these fractions of each side
+        (True: ``(1.0, 0.9)``), each resized to ``image_size``; it costs one
+        inference per view. No flips: chest X-rays are not mirror-symmetric.
+        Training and the internal validation split do not use it.
 
     Attributes
     ----------
@@ -603,7 +664,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         num_workers=0,
         random_state=None,
         verbose=0,
-        validation_fraction=0.1,
+        validation_fraction="auto",
         patience=3,
         body_lr_factor=0.1,
         weight_decay=1e-4,
@@ -617,6 +678,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         checkpoint_dir=None,
         resume=False,
         compile=False,
+        label_smoothing=0.0,
+        ema=None,
+        tta=False,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -649,6 +713,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.compile = compile
+        self.label_smoothing = label_smoothing
+        self.ema = ema
+        self.tta = tta
 
     # ------------------------------------------------------------------ params
     def set_params(self, **params):
@@ -714,9 +781,14 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                 f"{self.hidden_units!r}."
             )
         frac = self.validation_fraction
-        if frac is not None and not (isinstance(frac, Real) and 0 < frac < 0.5):
+        if not (
+            frac is None
+            or (isinstance(frac, str) and frac == "auto")
+            or (isinstance(frac, Real) and 0 < frac < 0.5)
+        ):
             raise ValueError(
-                f"validation_fraction must be None or in (0, 0.5), got {frac!r}."
+                "validation_fraction must be 'auto', None or in (0, 0.5), got "
+                f"{frac!r}."
             )
         if self.amp not in ("auto", True, False):
             raise ValueError(f"amp must be 'auto', True or False, got {self.amp!r}.")
@@ -741,12 +813,35 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                 f"checkpoint_dir={os.fspath(self.checkpoint_dir)!r} is a file; pass "
                 "a folder (it is created if missing)."
             )
+        self._validate_lever_params()
         if self.resume not in (True, False):
             raise ValueError(f"resume must be True or False, got {self.resume!r}.")
         if self.resume and self.checkpoint_dir is None:
             raise ValueError(
                 "resume=True needs checkpoint_dir: the folder in which the "
                 "interrupted fit saved its epochs."
+            )
+
+    def _validate_lever_params(self):
+        check_augment(self.augment)
+        check_tta(self.tta)
+        smoothing = self.label_smoothing
+        if not (
+            isinstance(smoothing, Real)
+            and not isinstance(smoothing, bool)
+            and 0 <= smoothing < 1
+        ):
+            raise ValueError(
+                f"label_smoothing must be a number in [0, 1), got {smoothing!r}."
+            )
+        if self.ema is not None and not (
+            isinstance(self.ema, Real)
+            and not isinstance(self.ema, bool)
+            and 0 < self.ema < math.inf
+        ):
+            raise ValueError(
+                "ema must be None or a positive number of epochs (the time "
+                f"constant of the weight average, e.g. 0.5), got {self.ema!r}."
             )
 
     # --------------------------------------------------------------------- fit
@@ -936,6 +1031,17 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         frac = self.validation_fraction
         if frac is None:
             return None
+        if isinstance(frac, str):  # "auto"
+            frac = _AUTO_VALIDATION_FRACTION
+            if len(y_encoded) * frac < _AUTO_MIN_VALIDATION:
+                logger.info(
+                    "validation_fraction='auto': %d images would leave fewer "
+                    "than %d for validation; training on all of them for "
+                    "max_epochs without early stopping.",
+                    len(y_encoded),
+                    _AUTO_MIN_VALIDATION,
+                )
+                return None
         n_splits = max(2, int(round(1.0 / frac)))
         if np.bincount(y_encoded).min() < n_splits:
             logger.info(
@@ -1024,6 +1130,11 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                     ),
                 ),
             ]
+        if self.ema is not None:
+            # after early stopping: it must snapshot the averaged weights
+            callbacks.append(
+                ("weight_averaging", WeightAveraging(self.ema, steps_per_epoch))
+            )
         if self.verbose:
             # per-batch bars on stderr, beside skorch's per-epoch table
             callbacks.append(("progress_bar", ProgressBar()))
@@ -1052,6 +1163,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             module,
             criterion=torch.nn.CrossEntropyLoss,
             criterion__reduction="none",
+            criterion__label_smoothing=float(self.label_smoothing),
             criterion__weight=None
             if class_weight is None
             else torch.as_tensor(class_weight, dtype=torch.float32),
@@ -1125,22 +1237,34 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         check_is_fitted(self, "classes_")
         images = check_images(X)
         if self.mode_fitted_ == "features":
-            embeddings = self.features_.transform(images)
-            if self.scaler_ is not None:
-                embeddings = self.scaler_.transform(embeddings)
-            proba = self.final_estimator_.predict_proba(embeddings)
-            # the final estimator saw encoded labels 0..n-1; align columns
+            views = tta_views(getattr(self, "tta", False)) or [None]
             full = np.zeros((len(images), self.n_classes_), dtype=np.float64)
-            full[:, self.final_estimator_.classes_.astype(int)] = proba
-            return check_finite_proba(full)
-        dataset = ImageDataset(images, transform=self._eval_transform())
+            for view in views:
+                if view is None or view.scale >= 1:
+                    embeddings = self.features_.transform(images)
+                else:  # views are not cached: embed them directly
+                    embeddings = self.features_._embed(_ViewCollection(images, view))
+                if self.scaler_ is not None:
+                    embeddings = self.scaler_.transform(embeddings)
+                proba = self.final_estimator_.predict_proba(embeddings)
+                # the final estimator saw encoded labels 0..n-1; align columns
+                full[:, self.final_estimator_.classes_.astype(int)] += proba
+            return check_finite_proba(full / len(views))
+        views = tta_views(getattr(self, "tta", False)) or [None]
+        proba = 0.0
         self.net_.module_.eval()
-        with explain_out_of_memory(self.batch_size, self.image_size):
-            if self.verbose:
-                proba = predict_proba_with_progress(self.net_, dataset)
-            else:
-                proba = self.net_.predict_proba(dataset)
-        return check_finite_proba(proba.astype(np.float64))
+        for view in views:
+            transform = self._eval_transform()
+            if view is not None:
+                transform = _Chain(view, transform)
+            dataset = ImageDataset(images, transform=transform)
+            with explain_out_of_memory(self.batch_size, self.image_size):
+                if self.verbose:
+                    view_proba = predict_proba_with_progress(self.net_, dataset)
+                else:
+                    view_proba = self.net_.predict_proba(dataset)
+            proba = proba + view_proba.astype(np.float64)
+        return check_finite_proba(proba / len(views))
 
     def predict(self, X):
         """Predicted labels, of the same type as ``y`` in fit.

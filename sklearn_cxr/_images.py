@@ -567,8 +567,12 @@ def build_transform(
         Resize interpolation, from the weights' own preprocessing.
     train : bool, default=False
         Whether to add the training augmentation.
-    augment : bool, default=True
-        With ``train``, whether augmentation is applied at all.
+    augment : bool, "geometric", "acquisition" or callable, default=True
+        With ``train``: True or "geometric" adds random resized crops, small
+        affine moves and brightness/contrast jitter; "acquisition" replaces
+        the jitter by :func:`~sklearn_cxr._augment.acquisition_augmentation`;
+        a callable is applied to the resized float image in [0, 1] instead
+        of the built-in augmentation; False or None adds none.
     equalize : bool, default=False
         Whether to equalise each image's histogram before anything else.
 
@@ -584,7 +588,13 @@ def build_transform(
     steps = [ToChannels(channels)]
     if equalize:
         steps.append(EqualizeHistogram())
-    if train and augment:
+    if train and callable(augment) and not isinstance(augment, bool):
+        steps += [
+            v2.Resize((image_size, image_size), interpolation=mode, antialias=True),
+            v2.ToDtype(torch.float32, scale=True),
+            augment,
+        ]
+    elif train and augment:
         steps += [
             v2.RandomResizedCrop(
                 image_size,
@@ -600,8 +610,13 @@ def build_transform(
                 interpolation=InterpolationMode.BILINEAR,
             ),
             v2.ToDtype(torch.float32, scale=True),
-            v2.ColorJitter(brightness=0.2, contrast=0.2),
         ]
+        if augment == "acquisition":
+            from ._augment import acquisition_augmentation
+
+            steps.append(acquisition_augmentation())
+        else:
+            steps.append(v2.ColorJitter(brightness=0.2, contrast=0.2))
     else:
         steps += [
             v2.Resize((image_size, image_size), interpolation=mode, antialias=True),

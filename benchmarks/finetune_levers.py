@@ -1,0 +1,187 @@
+"""Finetune-mode levers of issue 10 on patient-grouped subsets of the real X-rays.
+
+Each run draws ``--n-train`` training images by whole patients and
+``--n-test`` test images from the other patients (stratified), fits
+``PretrainedCNNClassifier`` at the scored shape (offline EfficientNet-Lite0,
+``image_size=128``, ``max_epochs=4``; every other parameter at its default
+unless the candidate sets it) and scores the held-out patients, and, where the
+acquisition-shift proxy of ``benchmarks/`` is importable (``--shift``), the
+same patients' images sent through other acquisition pipelines
+(``--shift moderate``). Test-time
+augmentation is a predict-time parameter, so each fitted model is also scored
+with every ``--tta`` setting at no extra fit.
+
+    # item 5: small training sets (300 images, other patients test)
+    python benchmarks/finetune_levers.py --n-train 300 --seeds 0 1 2 \\
+        --candidates 'default={}' 'vf025={"validation_fraction": 0.25}' \\
+        'novalid={"validation_fraction": null}' --out small_data.json
+    # item 2: levers on ~1,000 images
+    python benchmarks/finetune_levers.py --n-train 1000 --seeds 0 \\
+        --candidates 'base={}' 'acq={"augment": "acquisition"}' \\
+        --tta false true --out levers.json
+
+Candidates are ``name=<JSON of constructor parameters>``. Results (one row per
+candidate and seed, with the per-epoch history) go to
+``benchmarks/results/<out>``, rewritten after every fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+import numpy as np  # noqa: E402
+
+logger = logging.getLogger("finetune_levers")
+
+SCORED = {"image_size": 128, "max_epochs": 4}
+
+
+def split(data, n_train, n_test, seed):
+    """Train indices (~n_train images, whole patients) and test indices
+    (n_test images of other patients, stratified by label)."""
+    rng = np.random.RandomState(seed)
+    patients = np.unique(data["groups"])
+    rng.shuffle(patients)
+    sizes = dict(zip(*np.unique(data["groups"], return_counts=True)))
+    chosen, count = [], 0
+    for g in patients:
+        if count >= n_train:
+            break
+        chosen.append(g)
+        count += sizes[g]
+    train = np.flatnonzero(np.isin(data["groups"], chosen))
+    rest = np.flatnonzero(~np.isin(data["groups"], chosen))
+    y = data["y"][rest]
+    test = []
+    for label in np.unique(y):
+        members = rest[y == label]
+        k = int(round(n_test * len(members) / len(rest)))
+        test.append(rng.choice(members, size=min(k, len(members)), replace=False))
+    return train, np.sort(np.concatenate(test))
+
+
+def load_shift():
+    """``simulate_acquisition`` of the acquisition-shift proxy.
+
+    From :mod:`sklearn_cxr.datasets` once merged; before that, from the file
+    named by ``SKLEARN_CXR_SHIFT_MODULE`` (the proxy's ``_shift.py``).
+    """
+    try:
+        from sklearn_cxr.datasets import simulate_acquisition
+    except ImportError:
+        import importlib.util
+        import os
+
+        path = os.environ.get("SKLEARN_CXR_SHIFT_MODULE")
+        if not path:
+            raise SystemExit(
+                "--shift needs sklearn_cxr.datasets.simulate_acquisition or "
+                "SKLEARN_CXR_SHIFT_MODULE=<path to _shift.py>."
+            ) from None
+        spec = importlib.util.spec_from_file_location("_shift", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        simulate_acquisition = module.simulate_acquisition
+    return simulate_acquisition
+
+
+def score(y_true, proba, classes):
+    p = proba[:, list(classes).index("PNEUMONIA")]
+    return _common.binary_metrics(y_true, p)
+
+
+def run(data, train, test, params, seed, tta_settings, shifted):
+    from sklearn_cxr import PretrainedCNNClassifier
+
+    kwargs = {**SCORED, **params}
+    clf = PretrainedCNNClassifier(
+        backbone=_common.BACKBONE, weights=str(_common.WEIGHTS),
+        random_state=seed, **kwargs,
+    )
+    paths, y, groups = data["paths"], data["y"], data["groups"]
+    start = time.perf_counter()
+    clf.fit(list(paths[train]), y[train], groups=groups[train])
+    out = {
+        "params": kwargs, "seed": seed,
+        "n_train": int(len(train)), "n_test": int(len(test)),
+        "fit_seconds": time.perf_counter() - start,
+        "epochs_run": len(clf.history_),
+        "history": [
+            {k: row.get(k) for k in ("epoch", "train_loss", "valid_loss",
+                                     "valid_auc", "dur")}
+            for row in clf.history_
+        ],
+        "load_avg": list(__import__("os").getloadavg()),
+        "scores": {},
+    }
+    for tta in tta_settings:
+        if tta is not None:
+            clf.set_params(tta=tta)
+        key = f"tta={json.dumps(tta)}"
+        start = time.perf_counter()
+        proba = clf.predict_proba(list(paths[test]))
+        out["scores"][key] = {"clean": score(y[test], proba, clf.classes_),
+                              "predict_seconds": time.perf_counter() - start}
+        for name, images in shifted.items():
+            proba = clf.predict_proba(images)
+            out["scores"][key][name] = score(y[test], proba, clf.classes_)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-train", type=int, default=1000)
+    parser.add_argument("--n-test", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--candidates", nargs="+", default=["default={}"])
+    parser.add_argument("--tta", nargs="+", default=[None],
+                        help="JSON values of tta to score each model with")
+    parser.add_argument("--shift", nargs="*", default=[],
+                        help="also score the test images through these presets "
+                        "of the acquisition-shift proxy (mild, moderate, severe)")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    data = _common.load_data()
+    candidates = []
+    for item in args.candidates:
+        name, _, params = item.partition("=")
+        candidates.append((name, json.loads(params or "{}")))
+    tta_settings = [None if t in (None, "none") else json.loads(t)
+                    for t in args.tta]
+    payload = {"machine": _common.machine(), "argv": sys.argv[1:], "runs": []}
+    for seed in args.seeds:
+        train, test = split(data, args.n_train, args.n_test, seed)
+        shifted = {}
+        if args.shift:
+            simulate = load_shift()
+            shifted = {
+                level: simulate(list(data["paths"][test]), level, random_state=seed)
+                for level in args.shift
+            }
+        for name, params in candidates:
+            logger.info("seed %d candidate %s: %d train, %d test images",
+                        seed, name, len(train), len(test))
+            result = run(data, train, test, params, seed, tta_settings, shifted)
+            result["candidate"] = name
+            payload["runs"].append(result)
+            path = _common.save_json(args.out, payload)
+            logger.info("%s seed %d: %s (fit %.0f s, %d epochs) -> %s", name, seed,
+                        {k: round(v["clean"]["roc_auc"], 4)
+                         for k, v in result["scores"].items()},
+                        result["fit_seconds"], result["epochs_run"], path)
+    payload["machine"]["load_avg_end"] = list(__import__("os").getloadavg())
+    _common.save_json(args.out, payload)
+
+
+if __name__ == "__main__":
+    main()

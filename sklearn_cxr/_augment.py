@@ -1,0 +1,203 @@
+"""Augmentation matched to acquisition shifts, and test-time augmentation views.
+
+Radiographs of one patient look different from one hospital to the next:
+other exposure and gamma curves, unsharp masking or smoothing, detector
+noise, JPEG re-compression. :func:`acquisition_augmentation` draws such
+changes at random while training (``augment="acquisition"``).
+:func:`tta_views` gives the views that ``tta=`` averages at predict time.
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import torch
+
+__all__ = [
+    "AUGMENT_OPTIONS",
+    "CenterZoom",
+    "RandomGamma",
+    "RandomJPEG",
+    "acquisition_augmentation",
+    "check_augment",
+    "check_tta",
+    "tta_views",
+]
+
+#: Accepted string values of ``augment`` (besides True, False and callables).
+AUGMENT_OPTIONS = ("geometric", "acquisition")
+
+#: Centre-crop fractions averaged by ``tta=True``.
+DEFAULT_TTA_SCALES = (1.0, 0.9)
+
+
+class RandomGamma(torch.nn.Module):
+    """Raise a float image in [0, 1] to a random power (a display gamma curve).
+
+    Parameters
+    ----------
+    gamma : tuple of float, default=(0.7, 1.4)
+        Range of the exponent, drawn log-uniformly.
+    p : float, default=0.5
+        Probability of applying it.
+    """
+
+    def __init__(self, gamma=(0.7, 1.4), p=0.5):
+        super().__init__()
+        self.gamma = gamma
+        self.p = p
+
+    def forward(self, image):
+        if torch.rand(()) >= self.p:
+            return image
+        low, high = (torch.log(torch.tensor(float(g))) for g in self.gamma)
+        gamma = torch.exp(low + (high - low) * torch.rand(())).item()
+        return image.clamp(0, 1).pow(gamma)
+
+    def extra_repr(self):
+        return f"gamma={self.gamma}, p={self.p}"
+
+
+class RandomJPEG(torch.nn.Module):
+    """Re-compress a float image in [0, 1] as JPEG at a random quality.
+
+    Encoded and decoded with Pillow (torchvision's own JPEG codec is
+    deprecated), one or three channels.
+
+    Parameters
+    ----------
+    quality : tuple of int, default=(30, 90)
+        Range of the JPEG quality, drawn uniformly.
+    p : float, default=0.3
+        Probability of applying it.
+    """
+
+    def __init__(self, quality=(30, 90), p=0.3):
+        super().__init__()
+        self.quality = quality
+        self.p = p
+
+    def forward(self, image):
+        if torch.rand(()) >= self.p:
+            return image
+        from io import BytesIO
+
+        import numpy as np
+        from PIL import Image
+
+        low, high = self.quality
+        quality = int(torch.randint(int(low), int(high) + 1, ()).item())
+        array = (image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        pil = Image.fromarray(array[0] if len(array) == 1 else array.transpose(1, 2, 0))
+        buffer = BytesIO()
+        pil.save(buffer, format="JPEG", quality=quality)
+        buffer.seek(0)
+        with Image.open(buffer) as decoded:
+            out = np.asarray(decoded.convert(pil.mode), dtype=np.float32) / 255
+        out = out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(out)).to(image.dtype)
+
+    def extra_repr(self):
+        return f"quality={self.quality}, p={self.p}"
+
+
+def acquisition_augmentation():
+    """Random photometric changes of another acquisition pipeline.
+
+    Applied to the float image in [0, 1] after the geometric augmentation:
+    brightness and contrast, a gamma curve, either smoothing (Gaussian blur)
+    or edge enhancement (sharpening), detector noise and JPEG
+    re-compression, each with its own probability so that some images pass
+    unchanged.
+
+    Returns
+    -------
+    transform : torchvision.transforms.v2.Compose
+    """
+    from torchvision.transforms import v2
+
+    return v2.Compose(
+        [
+            v2.ColorJitter(brightness=0.3, contrast=0.3),
+            RandomGamma(gamma=(0.7, 1.4), p=0.5),
+            v2.RandomApply(
+                [
+                    v2.RandomChoice(
+                        [
+                            v2.GaussianBlur(kernel_size=5, sigma=(0.3, 1.2)),
+                            v2.RandomAdjustSharpness(sharpness_factor=3.0, p=1.0),
+                        ]
+                    )
+                ],
+                p=0.4,
+            ),
+            v2.RandomApply([v2.GaussianNoise(sigma=0.02)], p=0.3),
+            RandomJPEG(quality=(30, 90), p=0.3),
+        ]
+    )
+
+
+def check_augment(augment):
+    """Validate ``augment``; return it unchanged."""
+    if augment in (True, False, None) or callable(augment):
+        return augment
+    if isinstance(augment, str) and augment in AUGMENT_OPTIONS:
+        return augment
+    raise ValueError(
+        f"augment must be True, False, one of {list(AUGMENT_OPTIONS)} or a "
+        f"callable taking and returning an image tensor, got {augment!r}."
+    )
+
+
+class CenterZoom(torch.nn.Module):
+    """Keep the central ``scale`` fraction of each side of a ``(C, H, W)`` image.
+
+    Parameters
+    ----------
+    scale : float
+        In (0, 1]; 1 returns the image unchanged.
+    """
+
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, image):
+        if self.scale >= 1:
+            return image
+        height, width = image.shape[-2:]
+        crop_h = max(1, int(round(height * self.scale)))
+        crop_w = max(1, int(round(width * self.scale)))
+        top, left = (height - crop_h) // 2, (width - crop_w) // 2
+        return image[..., top : top + crop_h, left : left + crop_w]
+
+    def extra_repr(self):
+        return f"scale={self.scale}"
+
+
+def check_tta(tta):
+    """Validate ``tta``; return the centre-crop scales, or () when off."""
+    if tta is None or tta is False:
+        return ()
+    if tta is True:
+        return DEFAULT_TTA_SCALES
+    try:
+        scales = tuple(tta)
+    except TypeError:
+        scales = None
+    if (
+        scales
+        and all(isinstance(s, Real) and not isinstance(s, bool) for s in scales)
+        and all(0.5 <= s <= 1 for s in scales)
+    ):
+        return tuple(float(s) for s in scales)
+    raise ValueError(
+        "tta must be False, True (centre crops "
+        f"{list(DEFAULT_TTA_SCALES)}) or a non-empty sequence of centre-crop "
+        f"fractions in [0.5, 1], got {tta!r}."
+    )
+
+
+def tta_views(tta):
+    """The view transforms averaged by ``tta``, applied before the resize."""
+    return [CenterZoom(scale) for scale in check_tta(tta)]
