@@ -37,6 +37,8 @@ from skorch.callbacks import (
 from skorch.helper import predefined_split
 from skorch.utils import to_tensor
 
+from . import _adapt
+from ._adapt import DeepCoralMixin, DomainAwareMixin
 from ._backbones import CXRNetwork, build_head, load_backbone, probe_features
 from ._features import (
     PretrainedFeatures,
@@ -230,6 +232,10 @@ class _CXRNet(NeuralNetClassifier):
         return step
 
 
+class _DeepCoralNet(DeepCoralMixin, _CXRNet):
+    """``_CXRNet`` trained with a Deep CORAL loss toward a target site."""
+
+
 _SCHEDULER_FILE = "lr_scheduler.pt"
 _FIT_FILE = "fit.json"
 # Parameters that may change between a killed fit and its resumption.
@@ -376,7 +382,9 @@ class _ResumeFromCheckpoint(LoadInitState):
         )
 
 
-class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimator):
+class PretrainedCNNClassifier(
+    _BackboneParamsMixin, DomainAwareMixin, ClassifierMixin, BaseEstimator
+):
     """Chest X-ray classifier by transfer learning from an ImageNet backbone.
 
     A torchvision (or timm) backbone pretrained on ImageNet has its final
@@ -504,6 +512,20 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         Finetune mode: compile the network with ``torch.compile`` (skorch's
         ``compile=True``). Worth it for long runs on CUDA; the first epoch
         pays the compilation (a C++ compiler is needed on the CPU).
+    adaptation : {"auto", None, "coral", "standardize", "adabn", "deepcoral"}, \
+            default="auto"
+        Label-free adaptation to a target site whose unlabelled images are
+        passed to ``fit`` with a negative ``sample_domain`` (see
+        :ref:`adaptation`). Feature mode: ``"coral"`` (skada's
+        ``CORALAdapter``, needs the ``adapt`` extra) or ``"standardize"``
+        (per-site standardisation of the embeddings); finetune mode:
+        ``"adabn"`` (BatchNorm statistics re-estimated on the target) or
+        ``"deepcoral"`` (Deep CORAL loss while training, then AdaBN).
+        ``"auto"`` is ``"coral"`` in feature mode and ``"adabn"`` in finetune
+        mode; None ignores the target images. Without target images nothing
+        changes.
+    coral_weight : float, default=1.0
+        Weight of the Deep CORAL loss (``adaptation="deepcoral"``).
 
     Attributes
     ----------
@@ -520,6 +542,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         Feature mode: the fitted embedding transformer.
     final_estimator_ : estimator
         Feature mode: the fitted final estimator.
+    adaptation_ : dict
+        Only after a fit with target images and an adaptation: the method,
+        the target and source domains and the fitted adaptation state.
 
     See Also
     --------
@@ -582,6 +607,8 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         checkpoint_dir=None,
         resume=False,
         compile=False,
+        adaptation="auto",
+        coral_weight=1.0,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -614,6 +641,8 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.compile = compile
+        self.adaptation = adaptation
+        self.coral_weight = coral_weight
 
     # ------------------------------------------------------------------ params
     def set_params(self, **params):
@@ -715,7 +744,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             )
 
     # --------------------------------------------------------------------- fit
-    def fit(self, X, y, groups=None, sample_weight=None):
+    def fit(self, X, y, groups=None, sample_weight=None, sample_domain=None):
         """Fit the classifier.
 
         Parameters
@@ -731,6 +760,13 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             one side.
         sample_weight : array-like of shape (n_samples,), default=None
             Per-image weights of the loss (finetune) or of the final estimator.
+        sample_domain : array-like of int or int, default=None
+            skada's convention: the site of each image, >= 0 for a labelled
+            source, < 0 for the unlabelled target site, whose labels are
+            ignored (pass the masked label: -1, or ``"-1"``/None for string
+            labels). The model adapts to that target (``adaptation``) and
+            ``classes_`` holds the source labels only. None: every image is
+            a labelled source.
 
         Returns
         -------
@@ -738,6 +774,19 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         """
         self._validate_params_values()
         images = check_images(X)
+        split = None
+        if sample_domain is not None:
+            all_images = images
+            split, (images, y, groups, sample_weight) = _adapt.split_fit_inputs(
+                images, y, sample_domain, groups, sample_weight
+            )
+        method = _adapt.resolve_adaptation(
+            self.adaptation, self.mode, split is not None and split.has_target
+        )
+        adapt = None
+        if method is not None:
+            _adapt.check_target_size(split)
+            adapt = (method, split, all_images.take(split.target_idx))
         y = self._check_targets(y, len(images))
         if groups is not None:
             groups = np.asarray(groups)
@@ -759,10 +808,13 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         # Build into a new estimator state and commit only on success, so that
         # a refused or interrupted-before-training fit leaves the model as it was.
         if self.mode == "features":
-            fitted = self._fit_features(images, y_encoded, classes, seed, sample_weight)
+            fitted = self._fit_features(
+                images, y_encoded, classes, seed, sample_weight, adapt=adapt
+            )
         else:
             fitted = self._fit_finetune(
-                images, y_encoded, classes, seed, device, groups, sample_weight
+                images, y_encoded, classes, seed, device, groups, sample_weight,
+                adapt=adapt,
             )
         for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, key)
@@ -826,7 +878,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             [float(self.class_weight.get(c, 1.0)) for c in classes.tolist()]
         )
 
-    def _fit_features(self, images, y_encoded, classes, seed, sample_weight):
+    def _fit_features(
+        self, images, y_encoded, classes, seed, sample_weight, adapt=None
+    ):
         features = PretrainedFeatures(
             backbone=self.backbone,
             weights=self.weights,
@@ -844,6 +898,10 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         scaler = StandardScaler().fit(embeddings) if self.standardize else None
         if scaler is not None:
             embeddings = scaler.transform(embeddings)
+        if adapt is not None:
+            embeddings, adaptation = _adapt.fit_feature_adaptation(
+                features, scaler, adapt, embeddings
+            )
         estimator = clone(
             self.final_estimator
             if self.final_estimator is not None
@@ -883,6 +941,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         else:
             estimator.fit(embeddings, y_encoded)
         return {
+            **({} if adapt is None else {"adaptation_": adaptation}),
             "features_": features,
             "scaler_": scaler,
             "final_estimator_": estimator,
@@ -914,7 +973,8 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         return train, valid
 
     def _fit_finetune(
-        self, images, y_encoded, classes, seed, device, groups, sample_weight
+        self, images, y_encoded, classes, seed, device, groups, sample_weight,
+        adapt=None,
     ):
         seed_everything(seed)
         spec = load_backbone(self.backbone, self.weights, in_chans=self.in_chans)
@@ -1002,6 +1062,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             from ._accelerate import accelerated_net
 
             net_class, net_kwargs, device = accelerated_net(self.accelerator)
+        if adapt is not None and adapt[0] == "deepcoral":
+            net_class = _DeepCoralNet
+            net_kwargs["coral_weight"] = float(self.coral_weight)
         net = net_class(
             module,
             criterion=torch.nn.CrossEntropyLoss,
@@ -1032,7 +1095,8 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         if device.startswith("cuda"):
             module.to(memory_format=torch.channels_last)
         with explain_out_of_memory(self.batch_size, self.image_size):
-            net.fit(train_ds, y=None)
+            with _adapt.target_batches(self, net, adapt, train_tf, device, seed):
+                net.fit(train_ds, y=None)
         if getattr(net, "interrupted_", False) and any(
             isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
             for _, cb in net.callbacks_
@@ -1054,7 +1118,11 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             if hasattr(callback, "best_model_weights_"):
                 callback.best_model_weights_ = None
         net.module_.eval()
+        adaptation = _adapt.fit_batchnorm_adaptation(
+            self, net, adapt, eval_tf, device, seed
+        )
         return {
+            **({} if adaptation is None else {"adaptation_": adaptation}),
             "net_": net,
             "device_": device,
             "seed_": seed,
@@ -1064,13 +1132,18 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         }
 
     # ----------------------------------------------------------------- predict
-    def predict_proba(self, X):
+    def predict_proba(self, X, sample_domain=None):
         """Class probabilities, columns in the order of ``classes_``.
 
         Parameters
         ----------
         X : ndarray or sequence of paths / PIL images / arrays
             Images of any size.
+        sample_domain : array-like of int or int, default=None
+            Site of each image, as in ``fit``. None: images of a model adapted
+            to a target site are treated as that target; a source site's id
+            (>= 0) treats them as that source. Ignored by a model fitted
+            without adaptation.
 
         Returns
         -------
@@ -1078,10 +1151,17 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         """
         check_is_fitted(self, "classes_")
         images = check_images(X)
+        domains = _adapt.predict_domains(self, sample_domain, len(images))
+        if domains is not None and self.mode_fitted_ == "finetune":
+            return _adapt.predict_per_domain(self, images, domains)
         if self.mode_fitted_ == "features":
             embeddings = self.features_.transform(images)
             if self.scaler_ is not None:
                 embeddings = self.scaler_.transform(embeddings)
+            if domains is not None:
+                embeddings = self.adaptation_["adapter"].transform(
+                    embeddings, domains
+                )
             proba = self.final_estimator_.predict_proba(embeddings)
             # the final estimator saw encoded labels 0..n-1; align columns
             full = np.zeros((len(images), self.n_classes_), dtype=np.float64)
@@ -1092,18 +1172,20 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         with explain_out_of_memory(self.batch_size, self.image_size):
             return self.net_.predict_proba(dataset).astype(np.float64)
 
-    def predict(self, X):
+    def predict(self, X, sample_domain=None):
         """Predicted labels, of the same type as ``y`` in fit.
 
         Parameters
         ----------
         X : ndarray or sequence of paths / PIL images / arrays
+        sample_domain : array-like of int or int, default=None
+            Site of each image (see :meth:`predict_proba`).
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
         """
-        proba = self.predict_proba(X)
+        proba = self.predict_proba(X, sample_domain=sample_domain)
         return self.classes_[np.argmax(proba, axis=1)]
 
     @property
