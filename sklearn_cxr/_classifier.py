@@ -37,6 +37,8 @@ from skorch.callbacks import (
 from skorch.helper import predefined_split
 from skorch.utils import to_tensor
 
+from . import _adapt
+from ._adapt import DeepCoralMixin, DomainAwareMixin
 from ._augment import check_augment, check_tta, tta_views
 from ._backbones import CXRNetwork, build_head, load_backbone, probe_features
 from ._callbacks import WeightAveraging
@@ -266,6 +268,10 @@ class _CXRNet(NeuralNetClassifier):
         return step
 
 
+class _DeepCoralNet(DeepCoralMixin, _CXRNet):
+    """``_CXRNet`` trained with a Deep CORAL loss toward a target site."""
+
+
 _SCHEDULER_FILE = "lr_scheduler.pt"
 _FIT_FILE = "fit.json"
 # Parameters that may change between a killed fit and its resumption.
@@ -438,7 +444,9 @@ class _ViewCollection:
         return self.view(self.images[index])
 
 
-class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimator):
+class PretrainedCNNClassifier(
+    _BackboneParamsMixin, DomainAwareMixin, ClassifierMixin, BaseEstimator
+):
     """Chest X-ray classifier by transfer learning from an ImageNet backbone.
 
     A torchvision (or timm) backbone pretrained on ImageNet has its final
@@ -597,6 +605,20 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         (True: ``(1.0, 0.9)``), each resized to ``image_size``; it costs one
         inference per view. No flips: chest X-rays are not mirror-symmetric.
         Training and the internal validation split do not use it.
+    adaptation : {"auto", None, "coral", "standardize", "adabn", "deepcoral"}, \
+            default="auto"
+        Label-free adaptation to a target site whose unlabelled images are
+        passed to ``fit`` with a negative ``sample_domain`` (see
+        :ref:`adaptation`). Feature mode: ``"coral"`` (skada's
+        ``CORALAdapter``, needs the ``adapt`` extra) or ``"standardize"``
+        (per-site standardisation of the embeddings); finetune mode:
+        ``"adabn"`` (BatchNorm statistics re-estimated on the target) or
+        ``"deepcoral"`` (Deep CORAL loss while training, then AdaBN).
+        ``"auto"`` is ``"coral"`` in feature mode and ``"adabn"`` in finetune
+        mode; None ignores the target images. Without target images nothing
+        changes.
+    coral_weight : float, default=1.0
+        Weight of the Deep CORAL loss (``adaptation="deepcoral"``).
 
     Attributes
     ----------
@@ -616,6 +638,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
     preprocessing_ : Preprocessing
         Both modes: the whole inference preprocessing (size, channels, mean,
         std, interpolation, equalisation), as used by :mod:`sklearn_cxr.export`.
+    adaptation_ : dict
+        Only after a fit with target images and an adaptation: the method,
+        the target and source domains and the fitted adaptation state.
 
     See Also
     --------
@@ -681,6 +706,8 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         label_smoothing=0.0,
         ema=None,
         tta=False,
+        adaptation="auto",
+        coral_weight=1.0,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -716,6 +743,8 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         self.label_smoothing = label_smoothing
         self.ema = ema
         self.tta = tta
+        self.adaptation = adaptation
+        self.coral_weight = coral_weight
 
     # ------------------------------------------------------------------ params
     def set_params(self, **params):
@@ -845,7 +874,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             )
 
     # --------------------------------------------------------------------- fit
-    def fit(self, X, y, groups=None, sample_weight=None):
+    def fit(self, X, y, groups=None, sample_weight=None, sample_domain=None):
         """Fit the classifier.
 
         Parameters
@@ -861,6 +890,13 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             one side.
         sample_weight : array-like of shape (n_samples,), default=None
             Per-image weights of the loss (finetune) or of the final estimator.
+        sample_domain : array-like of int or int, default=None
+            skada's convention: the site of each image, >= 0 for a labelled
+            source, < 0 for the unlabelled target site, whose labels are
+            ignored (pass the masked label: -1, or ``"-1"``/None for string
+            labels). The model adapts to that target (``adaptation``) and
+            ``classes_`` holds the source labels only. None: every image is
+            a labelled source.
 
         Returns
         -------
@@ -868,6 +904,19 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         """
         self._validate_params_values()
         images = check_images(X)
+        split = None
+        if sample_domain is not None:
+            all_images = images
+            split, (images, y, groups, sample_weight) = _adapt.split_fit_inputs(
+                images, y, sample_domain, groups, sample_weight
+            )
+        method = _adapt.resolve_adaptation(
+            self.adaptation, self.mode, split is not None and split.has_target
+        )
+        adapt = None
+        if method is not None:
+            _adapt.check_target_size(split)
+            adapt = (method, split, all_images.take(split.target_idx))
         y = self._check_targets(y, len(images))
         if groups is not None:
             groups = np.asarray(groups)
@@ -889,10 +938,13 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         # Build into a new estimator state and commit only on success, so that
         # a refused or interrupted-before-training fit leaves the model as it was.
         if self.mode == "features":
-            fitted = self._fit_features(images, y_encoded, classes, seed, sample_weight)
+            fitted = self._fit_features(
+                images, y_encoded, classes, seed, sample_weight, adapt=adapt
+            )
         else:
             fitted = self._fit_finetune(
-                images, y_encoded, classes, seed, device, groups, sample_weight
+                images, y_encoded, classes, seed, device, groups, sample_weight,
+                adapt=adapt,
             )
         for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, key)
@@ -963,7 +1015,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             ) from exc
         return check_class_weights(weights, classes, self.class_weight)
 
-    def _fit_features(self, images, y_encoded, classes, seed, sample_weight):
+    def _fit_features(
+        self, images, y_encoded, classes, seed, sample_weight, adapt=None
+    ):
         features = PretrainedFeatures(
             backbone=self.backbone,
             weights=self.weights,
@@ -981,6 +1035,10 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         scaler = StandardScaler().fit(embeddings) if self.standardize else None
         if scaler is not None:
             embeddings = scaler.transform(embeddings)
+        if adapt is not None:
+            embeddings, adaptation = _adapt.fit_feature_adaptation(
+                features, scaler, adapt, embeddings
+            )
         estimator = clone(
             self.final_estimator
             if self.final_estimator is not None
@@ -1020,6 +1078,7 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         else:
             estimator.fit(embeddings, y_encoded)
         return {
+            **({} if adapt is None else {"adaptation_": adaptation}),
             "features_": features,
             "scaler_": scaler,
             "final_estimator_": estimator,
@@ -1062,7 +1121,8 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         return train, valid
 
     def _fit_finetune(
-        self, images, y_encoded, classes, seed, device, groups, sample_weight
+        self, images, y_encoded, classes, seed, device, groups, sample_weight,
+        adapt=None,
     ):
         seed_everything(seed)
         spec = load_backbone(self.backbone, self.weights, in_chans=self.in_chans)
@@ -1159,6 +1219,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             from ._accelerate import accelerated_net
 
             net_class, net_kwargs, device = accelerated_net(self.accelerator)
+        if adapt is not None and adapt[0] == "deepcoral":
+            net_class = _DeepCoralNet
+            net_kwargs["coral_weight"] = float(self.coral_weight)
         net = net_class(
             module,
             criterion=torch.nn.CrossEntropyLoss,
@@ -1190,7 +1253,8 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         if device.startswith("cuda"):
             module.to(memory_format=torch.channels_last)
         with explain_out_of_memory(self.batch_size, self.image_size):
-            net.fit(train_ds, y=None)
+            with _adapt.target_batches(self, net, adapt, train_tf, device, seed):
+                net.fit(train_ds, y=None)
         if getattr(net, "interrupted_", False) and any(
             isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
             for _, cb in net.callbacks_
@@ -1212,7 +1276,11 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             if hasattr(callback, "best_model_weights_"):
                 callback.best_model_weights_ = None
         net.module_.eval()
+        adaptation = _adapt.fit_batchnorm_adaptation(
+            self, net, adapt, eval_tf, device, seed
+        )
         return {
+            **({} if adaptation is None else {"adaptation_": adaptation}),
             "net_": net,
             "device_": device,
             "seed_": seed,
@@ -1222,13 +1290,18 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         }
 
     # ----------------------------------------------------------------- predict
-    def predict_proba(self, X):
+    def predict_proba(self, X, sample_domain=None):
         """Class probabilities, columns in the order of ``classes_``.
 
         Parameters
         ----------
         X : ndarray or sequence of paths / PIL images / arrays
             Images of any size.
+        sample_domain : array-like of int or int, default=None
+            Site of each image, as in ``fit``. None: images of a model adapted
+            to a target site are treated as that target; a source site's id
+            (>= 0) treats them as that source. Ignored by a model fitted
+            without adaptation.
 
         Returns
         -------
@@ -1236,6 +1309,9 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
         """
         check_is_fitted(self, "classes_")
         images = check_images(X)
+        domains = _adapt.predict_domains(self, sample_domain, len(images))
+        if domains is not None and self.mode_fitted_ == "finetune":
+            return _adapt.predict_per_domain(self, images, domains)
         if self.mode_fitted_ == "features":
             views = tta_views(getattr(self, "tta", False)) or [None]
             full = np.zeros((len(images), self.n_classes_), dtype=np.float64)
@@ -1246,6 +1322,10 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
                     embeddings = self.features_._embed(_ViewCollection(images, view))
                 if self.scaler_ is not None:
                     embeddings = self.scaler_.transform(embeddings)
+                if domains is not None:
+                    embeddings = self.adaptation_["adapter"].transform(
+                        embeddings, domains
+                    )
                 proba = self.final_estimator_.predict_proba(embeddings)
                 # the final estimator saw encoded labels 0..n-1; align columns
                 full[:, self.final_estimator_.classes_.astype(int)] += proba
@@ -1266,18 +1346,20 @@ class PretrainedCNNClassifier(_BackboneParamsMixin, ClassifierMixin, BaseEstimat
             proba = proba + view_proba.astype(np.float64)
         return check_finite_proba(proba / len(views))
 
-    def predict(self, X):
+    def predict(self, X, sample_domain=None):
         """Predicted labels, of the same type as ``y`` in fit.
 
         Parameters
         ----------
         X : ndarray or sequence of paths / PIL images / arrays
+        sample_domain : array-like of int or int, default=None
+            Site of each image (see :meth:`predict_proba`).
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
         """
-        proba = self.predict_proba(X)
+        proba = self.predict_proba(X, sample_domain=sample_domain)
         return self.classes_[np.argmax(proba, axis=1)]
 
     @property

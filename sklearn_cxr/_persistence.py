@@ -402,6 +402,13 @@ def save_model(estimator, path):
         )
     is_classifier = kind == "PretrainedCNNClassifier"
     check_is_fitted(estimator, "classes_" if is_classifier else "backbone_")
+    if getattr(estimator, "adaptation_", None) is not None:
+        raise ValueError(
+            "save() does not yet store the adaptation to a target site "
+            f"(adaptation={estimator.adaptation_['method']!r}); the saved model "
+            "would silently lose it. Keep the adapted model with joblib.dump "
+            "(pickle: load only files you trust) or refit it where it is used."
+        )
     skops_parts, tensors, extra = {}, {}, {}
     params = _encode_params(estimator, skops_parts)
     if kind == "PretrainedFeatures":

@@ -1,0 +1,585 @@
+"""Label-free adaptation to a target site, in skada's conventions.
+
+A hospital has thousands of its own X-rays without labels. ``fit(X, y,
+sample_domain=...)`` takes them beside the labelled training images, the way
+skada (scikit-learn-contrib's domain-adaptation library) does: a positive or
+zero ``sample_domain`` marks a labelled *source* image, a negative one an
+unlabelled *target* image, whose label is ignored (the masked label: ``-1``
+for numeric labels, ``"-1"`` or ``None`` for string labels). The classifier
+then adapts to the target:
+
+- feature mode: ``"standardize"`` (each site's embeddings standardised with
+  its own mean and scale) or ``"coral"`` (skada's ``CORALAdapter``: source
+  embeddings whitened and re-coloured with the target covariance);
+- finetune mode: ``"adabn"`` (BatchNorm statistics re-estimated on the target
+  images, Li et al. 2016) or ``"deepcoral"`` (a CORAL loss between the pooled
+  features of source and target batches during training, Sun & Saenko 2016,
+  then AdaBN).
+
+This module holds the domain bookkeeping and the methods; the estimators call
+it only when ``sample_domain`` is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+import torch
+from sklearn.preprocessing import StandardScaler
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ._utils import make_loader, resolve_num_workers
+
+__all__ = ["ADAPTATIONS"]
+
+logger = logging.getLogger(__name__)
+
+#: Methods per mode; "auto" picks the first (the best measured, see the docs).
+ADAPTATIONS = {
+    "features": ("coral", "standardize"),
+    "finetune": ("adabn", "deepcoral"),
+}
+
+
+# ----------------------------------------------------------------- domains
+def check_sample_domain(sample_domain, n_samples, *, name="sample_domain"):
+    """``sample_domain`` as an int64 array of length ``n_samples``.
+
+    A scalar applies to every sample, as in skada.
+    """
+    values = np.asarray(sample_domain)
+    if values.ndim == 0:
+        values = np.full(n_samples, values.item())
+    if values.ndim != 1 or len(values) != n_samples:
+        raise ValueError(
+            f"{name} must give one domain per image: expected {n_samples} "
+            f"values, got shape {np.shape(sample_domain)}."
+        )
+    if values.dtype.kind == "b" or values.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{name} must hold integers (>= 0 for labelled source sites, < 0 "
+            f"for the unlabelled target site), got dtype {values.dtype}."
+        )
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+            raise ValueError(
+                f"{name} must hold integers, got non-integer values such as "
+                f"{values[~np.isfinite(values) | (values != np.round(values))][0]}."
+            )
+    return values.astype(np.int64)
+
+
+def is_masked(label):
+    """Whether ``label`` is the masked label of an unlabelled target image."""
+    if label is None:
+        return True
+    if isinstance(label, str):
+        return label == "-1"
+    try:
+        return bool(label == -1)
+    except (TypeError, ValueError):
+        return False
+
+
+class DomainSplit:
+    """Source and target parts of a fit with ``sample_domain``.
+
+    Parameters
+    ----------
+    sample_domain : ndarray of int
+        Checked domains, one per image.
+    """
+
+    def __init__(self, sample_domain):
+        self.sample_domain = sample_domain
+        self.source_idx = np.flatnonzero(sample_domain >= 0)
+        self.target_idx = np.flatnonzero(sample_domain < 0)
+        targets = np.unique(sample_domain[self.target_idx])
+        if len(targets) > 1:
+            raise ValueError(
+                f"sample_domain names several target sites {targets.tolist()}; "
+                "adapt to one target site per model (fit one model per site)."
+            )
+        if not len(self.source_idx):
+            raise ValueError(
+                "sample_domain marks every image as target (< 0): at least some "
+                "labelled source images (sample_domain >= 0) are needed."
+            )
+        self.target_domain = int(targets[0]) if len(targets) else None
+        self.source_domains = sample_domain[self.source_idx]
+
+    @property
+    def has_target(self):
+        return self.target_domain is not None
+
+
+def split_fit_inputs(images, y, sample_domain, groups, sample_weight):
+    """Keep the labelled source part of the fit inputs; the split says the rest.
+
+    Returns
+    -------
+    split : DomainSplit
+    source : tuple
+        ``(images, y, groups, sample_weight)`` of the source images.
+    """
+    n = len(images)
+    domains = check_sample_domain(sample_domain, n)
+    split = DomainSplit(domains)
+    if y is None:
+        raise ValueError("y is required: pass one label per image.")
+    y = np.asarray(y) if hasattr(y, "dtype") else np.asarray(y, dtype=object)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.ravel()
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(
+            f"X has {n} images but y has shape {y.shape}; give one label per "
+            "image (the masked label -1, '-1' or None for target images)."
+        )
+    src = split.source_idx
+    y_source = y[src]
+    if y_source.dtype == object:
+        # labels of the sources only: the target's mask may differ in type
+        y_source = np.asarray(y_source.tolist())
+    masked = [v for v in y_source.tolist() if is_masked(v)]
+    if masked:
+        raise ValueError(
+            f"{len(masked)} source images (sample_domain >= 0) carry the masked "
+            f"label {masked[0]!r}; a source image needs its true label, a target "
+            "image a negative sample_domain. Relabel classes named -1."
+        )
+    source = (
+        images.take(src),
+        y_source,
+        None if groups is None else _take(groups, src, n, "groups"),
+        None
+        if sample_weight is None
+        else _take(sample_weight, src, n, "sample_weight"),
+    )
+    return split, source
+
+
+def _take(values, idx, n, name):
+    values = np.asarray(values)
+    if len(values) != n:
+        raise ValueError(
+            f"{name} has {len(values)} entries but X has {n} images; pass one "
+            "per image."
+        )
+    return values[idx]
+
+
+def resolve_adaptation(adaptation, mode, has_target):
+    """The method to run, or None; validates ``adaptation`` against ``mode``."""
+    allowed = ADAPTATIONS[mode]
+    if adaptation is not None and adaptation != "auto" and adaptation not in allowed:
+        every = sorted({m for ms in ADAPTATIONS.values() for m in ms})
+        where = next((m for m, ms in ADAPTATIONS.items() if adaptation in ms), None)
+        hint = (
+            f" ({adaptation!r} is a {where}-mode method; set mode={where!r})"
+            if where
+            else ""
+        )
+        raise ValueError(
+            f"adaptation={adaptation!r} is not available in mode={mode!r}{hint}; "
+            f"use None, 'auto' or one of {list(allowed)} (all methods: {every})."
+        )
+    if not has_target or adaptation is None:
+        return None
+    return allowed[0] if adaptation == "auto" else adaptation
+
+
+def predict_domains(estimator, sample_domain, n_samples):
+    """Per-image domain for prediction: the fitted target unless told otherwise."""
+    state = getattr(estimator, "adaptation_", None)
+    if sample_domain is None:
+        if state is None:
+            return None
+        return np.full(n_samples, state["target_domain"], dtype=np.int64)
+    domains = check_sample_domain(sample_domain, n_samples)
+    if state is None:
+        return None  # nothing was adapted: every image is treated alike
+    known = set(state["source_domains"]) | {state["target_domain"]}
+    unknown = sorted(set(np.unique(domains).tolist()) - known)
+    if unknown:
+        raise ValueError(
+            f"sample_domain holds {unknown}, which were not seen in fit; this "
+            f"model knows the source sites {sorted(state['source_domains'])} and "
+            f"the target site {state['target_domain']}. Refit with the new site's "
+            "images as the target."
+        )
+    return domains
+
+
+# ---------------------------------------------------------- feature mode
+class FeatureAdapter:
+    """Domain-aware embedding transform of feature mode (not an estimator).
+
+    ``"standardize"``: one ``StandardScaler`` per site. ``"coral"``: skada's
+    ``CORALAdapter`` (Ledoit-Wolf shrunk covariances), which maps source
+    embeddings onto the target's covariance and centres each site on its own
+    mean. Both act on the embeddings after the estimator's shared scaler.
+    """
+
+    def __init__(self, method):
+        self.method = method
+
+    def fit_transform(self, source, source_domains, target, target_domain):
+        """Fit on source and target embeddings; return the adapted sources."""
+        if self.method == "standardize":
+            self.scalers_ = {}
+            out = np.empty(source.shape, dtype=np.float64)
+            for domain in np.unique(source_domains):
+                rows = source_domains == domain
+                scaler = StandardScaler().fit(source[rows])
+                self.scalers_[int(domain)] = scaler
+                out[rows] = scaler.transform(source[rows])
+            self.scalers_[int(target_domain)] = StandardScaler().fit(target)
+            return out
+        domains = np.concatenate([source_domains, np.full(len(target), target_domain)])
+        self.coral_ = _coral_adapter()
+        self.coral_.fit(np.concatenate([source, target]), sample_domain=domains)
+        return self.transform(source, source_domains)
+
+    def transform(self, embeddings, domains):
+        """Adapt the embeddings of images from the given (fitted) domains."""
+        if self.method == "standardize":
+            out = np.empty(embeddings.shape, dtype=np.float64)
+            for domain in np.unique(domains):
+                rows = domains == domain
+                out[rows] = self.scalers_[int(domain)].transform(embeddings[rows])
+            return out
+        return self.coral_.transform(
+            np.asarray(embeddings, dtype=np.float64),
+            sample_domain=domains,
+            allow_source=True,
+        )
+
+
+def fit_feature_adaptation(features, scaler, adapt, source_embeddings):
+    """Feature mode: fit the adapter; return adapted sources and the state."""
+    method, split, target_images = adapt
+    target = features.transform(target_images)
+    if scaler is not None:
+        target = scaler.transform(target)
+    adapter = FeatureAdapter(method)
+    adapted = adapter.fit_transform(
+        source_embeddings, split.source_domains, target, split.target_domain
+    )
+    state = _state(method, split)
+    state["adapter"] = adapter
+    return adapted, state
+
+
+def _state(method, split):
+    return {
+        "method": method,
+        "target_domain": split.target_domain,
+        "source_domains": sorted(int(d) for d in np.unique(split.source_domains)),
+        "n_target_images": int(len(split.target_idx)),
+    }
+
+
+def _import_skada():
+    """Import skada without its side effect on the global scikit-learn config.
+
+    ``import skada`` calls ``sklearn.set_config(enable_metadata_routing=True)``;
+    a user who did not ask for metadata routing keeps it off.
+    """
+    import sklearn
+
+    try:
+        with sklearn.config_context():
+            import skada
+    except ImportError as exc:
+        raise ImportError(
+            "adaptation='coral' uses skada's CORALAdapter; install it with "
+            "`pip install sklearn-cxr[adapt]` (or `pip install skada`), or use "
+            "adaptation='standardize', which needs no extra package."
+        ) from exc
+    return skada
+
+
+def _coral_adapter():
+    return _import_skada().CORALAdapter(reg="auto")
+
+
+# ---------------------------------------------------------- finetune mode
+def _batchnorms(module):
+    return [m for m in module.modules() if isinstance(m, _BatchNorm)]
+
+
+def batchnorm_state(module):
+    """Copies (on the CPU) of the running statistics of every BatchNorm layer."""
+    state = {}
+    for name, m in module.named_modules():
+        if isinstance(m, _BatchNorm) and m.track_running_stats:
+            state[name] = {
+                "running_mean": m.running_mean.detach().cpu().clone(),
+                "running_var": m.running_var.detach().cpu().clone(),
+                "num_batches_tracked": m.num_batches_tracked.detach().cpu().clone(),
+            }
+    return state
+
+
+def load_batchnorm_state(module, state):
+    modules = dict(module.named_modules())
+    for name, buffers in state.items():
+        layer = modules[name]
+        for key, value in buffers.items():
+            getattr(layer, key).copy_(value.to(getattr(layer, key).device))
+
+
+@contextlib.contextmanager
+def batchnorm_statistics(module, state):
+    """Temporarily run ``module`` with other BatchNorm statistics."""
+    if state is None:
+        yield
+        return
+    current = batchnorm_state(module)
+    load_batchnorm_state(module, state)
+    try:
+        yield
+    finally:
+        load_batchnorm_state(module, current)
+
+
+def reestimate_batchnorm(module, dataset, *, batch_size, device, num_workers, seed):
+    """AdaBN: recompute every BatchNorm layer's statistics on ``dataset``.
+
+    The statistics become the plain average over all the target images
+    (``momentum=None``); weights are untouched. Returns False when the
+    network has no BatchNorm layer (nothing to adapt).
+    """
+    layers = [m for m in _batchnorms(module) if m.track_running_stats]
+    if not layers:
+        logger.warning(
+            "adaptation='adabn': the network has no BatchNorm layer; nothing "
+            "is adapted. Use a backbone with BatchNorm (ResNet, EfficientNet)."
+        )
+        return False
+    loader = make_loader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=resolve_num_workers(num_workers, device),
+        device=device,
+        seed=seed,
+    )
+    momenta = [m.momentum for m in layers]
+    was_training = module.training
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over every target batch
+    module.eval()
+    for m in layers:
+        m.train()
+    try:
+        with torch.no_grad():
+            for inputs, _ in loader:
+                batch = inputs["x"].to(device)
+                if batch.ndim == 4 and str(device).startswith("cuda"):
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                module(batch)
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        module.train(was_training)
+        module.eval()
+    return True
+
+
+def coral_loss(source, target):
+    """Deep CORAL loss: squared Frobenius distance of the feature covariances.
+
+    Divided by ``4 d^2`` as in Sun & Saenko (2016).
+    """
+    d = source.shape[1]
+
+    def covariance(x):
+        x = x - x.mean(dim=0, keepdim=True)
+        return x.T @ x / max(x.shape[0] - 1, 1)
+
+    diff = covariance(source) - covariance(target)
+    return (diff * diff).sum() / (4.0 * d * d)
+
+
+class DeepCoralMixin:
+    """skorch net mixin: adds ``coral_weight * coral_loss`` on pooled features.
+
+    Each training step also draws a batch of target images (``target_batches_``,
+    an endless iterator set before ``fit``) and passes it through the body.
+    """
+
+    def __init__(self, *args, coral_weight=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.coral_weight = coral_weight
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, yi = batch
+        module = getattr(self.module_, "module", self.module_)
+        x_source = Xi["x"].to(self.device)
+        x_target = next(self.target_batches_)[0]["x"].to(self.device)
+        if x_source.ndim == 4 and str(self.device).startswith("cuda"):
+            x_source = x_source.contiguous(memory_format=torch.channels_last)
+            x_target = x_target.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            feats_source = module.body(x_source)
+            feats_target = module.body(x_target)
+            logits = module.head(feats_source)
+        y_pred = logits.float()
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        alignment = coral_loss(feats_source.float(), feats_target.float())
+        loss = loss + self.coral_weight * alignment
+        self.history.record_batch("coral_loss", float(alignment.detach()))
+        self.grad_scaler_.scale(loss).backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+
+def endless_batches(dataset, *, batch_size, device, num_workers, seed):
+    """Shuffled target batches, cycling over the target images forever."""
+    loader = make_loader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=resolve_num_workers(num_workers, device),
+        device=device,
+        shuffle=True,
+        seed=seed,
+    )
+    while True:
+        yield from loader
+
+
+def check_target_size(split, minimum=2):
+    """Refuse adaptation to a target of fewer than ``minimum`` images."""
+    n = len(split.target_idx)
+    if n < minimum:
+        raise ValueError(
+            f"The target site has {n} image(s); adaptation estimates statistics "
+            f"of the target and needs at least {minimum}. Pass more unlabelled "
+            "target images or fit without them."
+        )
+
+
+class DomainAwareMixin:
+    """``sample_domain`` in fit, predict and score, requested as skada does.
+
+    Under scikit-learn's metadata routing (which ``import skada`` switches
+    on) ``cross_val_score(..., params={"sample_domain": d})`` with skada's
+    splitters then passes each fold's domains to ``fit``, ``predict``,
+    ``predict_proba`` and ``score``.
+    """
+
+    __metadata_request__fit = {"sample_domain": True}
+    __metadata_request__predict = {"sample_domain": True}
+    __metadata_request__predict_proba = {"sample_domain": True}
+    __metadata_request__score = {"sample_domain": True}
+
+    def score(self, X, y, sample_weight=None, sample_domain=None):
+        """Accuracy of ``predict(X, sample_domain=sample_domain)`` on ``y``.
+
+        Parameters
+        ----------
+        X : ndarray or sequence of paths / PIL images / arrays
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+        sample_domain : array-like of int or int, default=None
+            Domains of the images (see :meth:`predict`).
+
+        Returns
+        -------
+        score : float
+        """
+        from sklearn.metrics import accuracy_score
+
+        return float(
+            accuracy_score(
+                y,
+                self.predict(X, sample_domain=sample_domain),
+                sample_weight=sample_weight,
+            )
+        )
+
+
+# ------------------------------------------------- finetune-mode plumbing
+@contextlib.contextmanager
+def target_batches(estimator, net, adapt, train_transform, device, seed):
+    """Give a Deep CORAL net its endless target batches while it trains.
+
+    The iterator (and so the target images) is dropped afterwards: the
+    fitted model keeps weights, not data.
+    """
+    if adapt is None or adapt[0] != "deepcoral":
+        yield
+        return
+    from ._images import ImageDataset
+
+    _, _, target_images = adapt
+    dataset = ImageDataset(target_images, transform=train_transform)
+    net.target_batches_ = endless_batches(
+        dataset,
+        batch_size=estimator.batch_size,
+        device=device,
+        num_workers=estimator.num_workers,
+        seed=seed,
+    )
+    try:
+        yield
+    finally:
+        net.target_batches_ = None
+
+
+def fit_batchnorm_adaptation(estimator, net, adapt, eval_transform, device, seed):
+    """Finetune mode: AdaBN on the target images after training.
+
+    The network keeps the target statistics (so that ``module_`` and
+    Grad-CAM see the target site); the source statistics are kept in the
+    returned state for predictions on source images.
+    """
+    if adapt is None:
+        return None
+    from ._images import ImageDataset
+
+    method, split, target_images = adapt
+    module = getattr(net.module_, "module", net.module_)
+    source_stats = batchnorm_state(module)
+    dataset = ImageDataset(target_images, transform=eval_transform)
+    adapted = reestimate_batchnorm(
+        module,
+        dataset,
+        batch_size=estimator.batch_size,
+        device=device,
+        num_workers=estimator.num_workers,
+        seed=seed,
+    )
+    state = _state(method, split)
+    state["source_batchnorm"] = source_stats if adapted else None
+    return state
+
+
+def predict_per_domain(estimator, images, domains):
+    """Finetune mode: probabilities with each site's BatchNorm statistics."""
+    from ._images import ImageDataset
+    from ._utils import explain_out_of_memory
+
+    state = estimator.adaptation_
+    module = estimator.net_.module_
+    transform = estimator._eval_transform()
+    proba = np.empty((len(images), estimator.n_classes_), dtype=np.float64)
+    is_target = domains < 0
+    for rows, stats in (
+        (np.flatnonzero(is_target), None),
+        (np.flatnonzero(~is_target), state["source_batchnorm"]),
+    ):
+        if not len(rows):
+            continue
+        dataset = ImageDataset(images.take(rows), transform=transform)
+        module.eval()
+        with (
+            batchnorm_statistics(module, stats),
+            explain_out_of_memory(estimator.batch_size, estimator.image_size),
+        ):
+            proba[rows] = estimator.net_.predict_proba(dataset)
+    return proba
