@@ -13,11 +13,8 @@ from ._base import (
 )
 from ._chest_xray import fetch_chest_xray, load_chest_xray
 from ._medmnist import fetch_pneumoniamnist, load_pneumoniamnist
-<<<<<<< HEAD
-from ._shift import ACQUISITION_PRESETS, ACQUISITION_STEPS, simulate_acquisition
-=======
 from ._sample import load_sample_chest_xrays
->>>>>>> firsthour
+from ._shift import ACQUISITION_PRESETS, ACQUISITION_STEPS, simulate_acquisition
 from ._synthetic import make_chest_xrays
 
 __all__ = [
