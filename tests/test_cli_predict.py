@@ -115,7 +115,8 @@ def test_skip_bad_predicts_the_rest(model_and_images, tmp_path, capsys):
     assert [r[0] for r in rows[1:]] == files[:2]
     skipped = [line for line in err.splitlines() if "skipped " in line]
     assert len(skipped) == 3  # two files and the summary
-    assert f"skipped {broken}: " in skipped[0] and "not an image" in skipped[0]
+    assert f"skipped {broken}: " in skipped[0]
+    assert "is not a JPEG, PNG, TIFF or BMP image" in skipped[0]
     assert f"skipped {empty}: " in skipped[1] and "empty" in skipped[1]
     assert "2 of 4 images skipped (exit status 3)" in skipped[2]
     # nothing readable at all: an error, not an empty success
