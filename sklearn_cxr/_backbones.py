@@ -7,6 +7,7 @@ import copy
 import difflib
 import io
 import logging
+import math
 import os
 from dataclasses import dataclass
 
@@ -291,20 +292,80 @@ def _strip_head(model):
     )
 
 
-def _adapt_first_conv(model, in_chans):
-    """Make the stem take ``in_chans`` channels by summing its RGB filters."""
+def _first_conv(model):
+    """``(parent, name, conv)`` of the first ``nn.Conv2d`` (the stem), or None."""
     for parent in model.modules():
         for child_name, child in parent.named_children():
-            if isinstance(child, nn.Conv2d) and child.in_channels == 3:
-                # deepcopy keeps subclasses (timm's "same"-padded convs) intact
-                new = copy.deepcopy(child)
-                new.in_channels = in_chans
-                new.weight = nn.Parameter(
-                    child.weight.detach().sum(dim=1, keepdim=True)
-                )
-                setattr(parent, child_name, new)
-                return child_name
-    raise ValueError("The backbone has no 3-channel convolution to adapt.")
+            if isinstance(child, nn.Conv2d):
+                return parent, child_name, child
+    return None
+
+
+def _adapt_first_conv(model, in_chans, name="the backbone"):
+    """Make the stem take ``in_chans`` channels.
+
+    A stem that already takes ``in_chans`` channels (torchxrayvision's
+    models, ``timm.create_model(..., in_chans=1)``) is kept as it is; a
+    3-channel stem is adapted to 1 channel by summing its RGB filters.
+    """
+    found = _first_conv(model)
+    if found is None:
+        if in_chans == 3:
+            return None  # nothing to check against: probe_features will tell
+        raise ValueError(
+            f"{name} has no convolution to adapt to in_chans=1; pass in_chans=3."
+        )
+    parent, child_name, conv = found
+    if conv.in_channels == in_chans:
+        return child_name
+    if conv.in_channels == 3 and in_chans == 1:
+        # deepcopy keeps subclasses (timm's "same"-padded convs) intact
+        new = copy.deepcopy(conv)
+        new.in_channels = in_chans
+        new.weight = nn.Parameter(conv.weight.detach().sum(dim=1, keepdim=True))
+        setattr(parent, child_name, new)
+        return child_name
+    hint = (
+        f"pass in_chans={conv.in_channels}"
+        if conv.in_channels in (1, 3)
+        else "use a backbone whose first convolution takes 1 or 3 channels"
+    )
+    raise ValueError(
+        f"The first convolution of {name} ({child_name}) takes "
+        f"{conv.in_channels} channel(s), but in_chans={in_chans}; {hint}."
+    )
+
+
+def _module_scaling(model, name):
+    """The input mean and std a module backbone declares, else ImageNet's.
+
+    A module declares them as timm models do, in a ``pretrained_cfg`` dict
+    with ``"mean"`` and ``"std"`` (1 or 3 values each, in the 0-1 pixel
+    scale): ``module.pretrained_cfg = {"mean": (0.5,), "std": (0.25,)}``.
+    """
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if not isinstance(cfg, dict):
+        cfg = {}
+    mean = cfg.get("mean", IMAGENET_MEAN)
+    std = cfg.get("std", IMAGENET_STD)
+    try:
+        mean = tuple(float(v) for v in mean)
+        std = tuple(float(v) for v in std)
+        valid = (
+            len(mean) in (1, 3)
+            and len(std) in (1, 3)
+            and all(math.isfinite(v) for v in mean + std)
+            and all(v > 0 for v in std)
+        )
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"{name} declares pretrained_cfg mean={cfg.get('mean')!r}, "
+            f"std={cfg.get('std')!r}; give 1 or 3 finite numbers each, in the "
+            "0-1 pixel scale, with every std above 0."
+        )
+    return mean, std
 
 
 def _load_state_dict_file(path):
@@ -509,8 +570,10 @@ def load_backbone(backbone, weights="DEFAULT", *, in_chans=3):
     weights : str, os.PathLike or None, default="DEFAULT"
         A weights name, a path to a state-dict file or None.
     in_chans : {1, 3}, default=3
-        Channels of the input; 1 adapts the stem convolution by summing its
-        pretrained RGB filters.
+        Channels of the input; 1 adapts a 3-channel stem convolution by
+        summing its pretrained RGB filters. A stem that already takes
+        ``in_chans`` channels is kept; one that takes another count is an
+        error saying which ``in_chans`` to pass.
 
     Returns
     -------
@@ -518,9 +581,9 @@ def load_backbone(backbone, weights="DEFAULT", *, in_chans=3):
     """
     if isinstance(backbone, nn.Module):
         model = copy.deepcopy(backbone)
-        cfg = getattr(model, "pretrained_cfg", None) or {}
-        mean = tuple(cfg.get("mean", IMAGENET_MEAN))
-        std = tuple(cfg.get("std", IMAGENET_STD))
+        mean, std = _module_scaling(model, f"The backbone {type(model).__name__}")
+        cfg = getattr(model, "pretrained_cfg", None)
+        cfg = cfg if isinstance(cfg, dict) else {}
         interpolation = cfg.get("interpolation", "bilinear")
         if weights is not None and weights != "DEFAULT":
             if not _is_path(weights):
@@ -542,10 +605,9 @@ def load_backbone(backbone, weights="DEFAULT", *, in_chans=3):
             f"nn.Module, got {type(backbone).__name__}."
         )
     _strip_head(model)
-    if in_chans == 1:
-        _adapt_first_conv(model, 1)
-    elif in_chans != 3:
+    if in_chans not in (1, 3):
         raise ValueError(f"in_chans must be 1 or 3, got {in_chans!r}.")
+    _adapt_first_conv(model, in_chans, f"the backbone {name}")
     if interpolation not in ("bilinear", "bicubic", "nearest"):
         interpolation = "bilinear"
     return Backbone(
@@ -569,7 +631,8 @@ def probe_features(body, image_size, in_chans):
         raise ValueError(
             f"The backbone failed on a {image_size}x{image_size} input: {exc}. "
             "Some backbones (vision transformers) need a fixed image_size such as "
-            "224."
+            "224; a backbone module whose forward does not return pooled "
+            "features needs its own head removed."
         ) from exc
     finally:
         body.train(was_training)

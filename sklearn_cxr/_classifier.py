@@ -273,7 +273,8 @@ class _DeepCoralNet(DeepCoralMixin, _CXRNet):
 
 
 _SCHEDULER_FILE = "lr_scheduler.pt"
-_FIT_FILE = "fit.json"
+# Names the folder of the last whole epoch; replaced atomically after each.
+_CHECKPOINT_FILE = "checkpoint.json"
 # Parameters that may change between a killed fit and its resumption.
 _RESUMABLE_PARAMS = {
     "max_epochs",
@@ -320,10 +321,12 @@ def _fit_fingerprint(estimator, images, y_encoded, classes, seed, groups, weight
 class _EpochCheckpoint(Checkpoint):
     """skorch's ``Checkpoint`` every epoch, written so that a kill cannot tear it.
 
-    Weights, optimizer, LR-schedule state, the fit's fingerprint and history
-    are first written to temporary files, then renamed over the previous
-    epoch's, the history last: every file stays whole, and the history never
-    lists an epoch whose weights were not saved.
+    Each epoch's weights, optimizer, LR-schedule state and history go to a
+    fresh folder made by ``mkdtemp`` (never a planted name or link). Only when
+    all are written does ``checkpoint.json``, replaced atomically, name that
+    folder, with the epoch and the fit's fingerprint; then the previous
+    epoch's folder is removed. A kill at any moment leaves ``checkpoint.json``
+    naming one whole epoch: never epoch-2 weights with epoch-1 history.
     """
 
     def __init__(self, dirname, fingerprint=None):
@@ -333,36 +336,89 @@ class _EpochCheckpoint(Checkpoint):
         self.fingerprint = fingerprint
 
     def save_model(self, net):
-        targets = [
-            ("f_params", os.path.join(self.dirname, self.f_params)),
-            ("f_optimizer", os.path.join(self.dirname, self.f_optimizer)),
-        ]
+        import shutil
+        import tempfile
+
+        from ._atomic import atomic_path
+
+        epoch = len(net.history)
         scheduler = getattr(
             dict(net.callbacks_).get("lr_schedule"), "lr_scheduler_", None
         )
-        scheduler_path = os.path.join(self.dirname, _SCHEDULER_FILE)
-        written = []
+        folder = None
         try:
-            for key, path in targets:
-                net.save_params(**{key: path + ".tmp"})
-                written.append(path)
+            os.makedirs(self.dirname, exist_ok=True)
+            folder = tempfile.mkdtemp(dir=self.dirname, prefix=f"epoch-{epoch}-")
+            net.save_params(
+                f_params=os.path.join(folder, self.f_params),
+                f_optimizer=os.path.join(folder, self.f_optimizer),
+                f_history=os.path.join(folder, self.f_history),
+            )
             if scheduler is not None:
-                torch.save(scheduler.state_dict(), scheduler_path + ".tmp")
-                written.append(scheduler_path)
-            fit_path = os.path.join(self.dirname, _FIT_FILE)
-            with open(fit_path + ".tmp", "w") as handle:
-                json.dump({"fingerprint": self.fingerprint}, handle)
-            written.append(fit_path)
-            net.save_params(f_history=self.f_history_ + ".tmp")
-            written.append(self.f_history_)
-        except Exception as exc:
+                torch.save(
+                    scheduler.state_dict(), os.path.join(folder, _SCHEDULER_FILE)
+                )
+            for name in os.listdir(folder):
+                with open(os.path.join(folder, name), "rb") as written:
+                    os.fsync(written.fileno())
+            pointer = {
+                "epoch": epoch,
+                "folder": os.path.basename(folder),
+                "fingerprint": self.fingerprint,
+            }
+            with atomic_path(os.path.join(self.dirname, _CHECKPOINT_FILE)) as tmp:
+                with open(tmp, "w") as handle:
+                    json.dump(pointer, handle)
+        except BaseException as exc:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            if not isinstance(exc, Exception):
+                raise
             raise OSError(
                 f"Cannot write the epoch checkpoint to {self.dirname!r} "
                 f"({type(exc).__name__}: {exc}). Check the free space and the "
                 "permissions of checkpoint_dir, or pass checkpoint_dir=None."
             ) from exc
-        for path in written:
-            os.replace(path + ".tmp", path)
+        # older epochs, and folders of writes that were killed half-way
+        for name in os.listdir(self.dirname):
+            path = os.path.join(self.dirname, name)
+            if (
+                name.startswith("epoch-")
+                and path != folder
+                and os.path.isdir(path)
+                and not os.path.islink(path)
+            ):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _read_checkpoint_pointer(dirname):
+    """``checkpoint.json`` of ``dirname``: None if absent, else its content,
+    checked; ValueError if it is damaged or names something odd."""
+    path = os.path.join(dirname, _CHECKPOINT_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as handle:
+            pointer = json.load(handle)
+        folder = pointer["folder"]
+        epoch = pointer["epoch"]
+        valid = (
+            isinstance(folder, str)
+            and folder.startswith("epoch-")
+            and os.path.basename(folder) == folder
+            and isinstance(epoch, int)
+            and epoch >= 1
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        valid, folder = False, repr(exc)
+    folder_path = os.path.join(dirname, folder) if valid else ""
+    if not valid or os.path.islink(folder_path) or not os.path.isdir(folder_path):
+        raise ValueError(
+            f"Cannot resume from the checkpoint in {dirname!r}: its "
+            f"{_CHECKPOINT_FILE} is damaged or names no epoch folder. Delete the "
+            "folder, pass another checkpoint_dir, or fit with resume=False."
+        )
+    return dict(pointer, folder=folder_path)
 
 
 class _ResumeFromCheckpoint(LoadInitState):
@@ -374,18 +430,21 @@ class _ResumeFromCheckpoint(LoadInitState):
             return
         self.did_load_ = True
         checkpoint = self.checkpoint
-        if not os.path.isfile(checkpoint.f_history_):
+        pointer = _read_checkpoint_pointer(checkpoint.dirname)
+        if pointer is None:
+            if os.path.isfile(checkpoint.f_history_):
+                raise ValueError(
+                    f"The checkpoint in {checkpoint.dirname!r} was written by an "
+                    "older sklearn_cxr, whose files could be left from different "
+                    "epochs; it cannot be resumed safely. Delete it or fit with "
+                    "resume=False."
+                )
             logger.info(
                 "No checkpoint in %r yet: training from the first epoch.",
                 checkpoint.dirname,
             )
             return
-        try:
-            with open(os.path.join(checkpoint.dirname, _FIT_FILE)) as handle:
-                saved = json.load(handle).get("fingerprint")
-        except (OSError, ValueError, AttributeError):
-            saved = None
-        if saved != checkpoint.fingerprint:
+        if pointer.get("fingerprint") != checkpoint.fingerprint:
             raise ValueError(
                 f"The checkpoint in {checkpoint.dirname!r} was saved by a fit on "
                 "other data or with other parameters. resume=True only continues "
@@ -393,10 +452,20 @@ class _ResumeFromCheckpoint(LoadInitState):
                 "max_epochs may grow). Give each fit its own checkpoint_dir (one "
                 "per cross-validation fold), or fit with resume=False."
             )
+        folder = pointer["folder"]
         try:
-            net.load_params(checkpoint=checkpoint)
+            net.load_params(
+                f_params=os.path.join(folder, checkpoint.f_params),
+                f_optimizer=os.path.join(folder, checkpoint.f_optimizer),
+                f_history=os.path.join(folder, checkpoint.f_history),
+            )
+            if len(net.history) != pointer["epoch"]:
+                raise ValueError(
+                    f"the history has {len(net.history)} epochs, the checkpoint "
+                    f"is of epoch {pointer['epoch']}"
+                )
             schedule = dict(net.callbacks_).get("lr_schedule")
-            path = os.path.join(checkpoint.dirname, _SCHEDULER_FILE)
+            path = os.path.join(folder, _SCHEDULER_FILE)
             if schedule is not None and os.path.isfile(path):
                 state = torch.load(path, map_location="cpu", weights_only=True)
                 # keep this fit's schedule (its max_epochs), restore the step

@@ -381,6 +381,14 @@ def check_images(X, *, allow_empty=False):
         )
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
         X = X.to_numpy()  # pandas Series / DataFrame column of paths
+    elif (
+        hasattr(X, "__array__")
+        and not isinstance(X, (np.ndarray, Sequence))
+        and not hasattr(X, "__len__")
+    ):
+        # an object offering only __array__ (scikit-learn's "data not an
+        # array" check): a stack of images once converted
+        X = np.asarray(X)
     if isinstance(X, np.ndarray) and X.dtype.kind not in "OUS":
         collection = _check_image_array(X)
     else:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import warnings
 import zipfile
 
@@ -28,7 +27,14 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from ._atomic import atomic_path
 from ._backbones import CXRNetwork, build_head, load_backbone
+from ._model_schema import (
+    ModelFileError,
+    check_head_shapes,
+    check_members,
+    validate_config,
+)
 from ._utils import resolve_num_workers
 
 __all__ = ["ModelFileError", "TRUSTED_TYPES", "save_model", "load_model"]
@@ -52,10 +58,6 @@ _SKOPS_MEMBERS = (
     "final_estimator_param.skops",
 )
 _MEMBERS = {_CONFIG, _TENSORS, _HISTORY, *_SKOPS_MEMBERS}
-
-
-class ModelFileError(ValueError):
-    """A file is not a safe sklearn_cxr model, or would need untrusted code."""
 
 
 # --------------------------------------------------------------------- params
@@ -127,8 +129,10 @@ def _encode_params(estimator, skops_parts):
             )
             encoded[name] = None
             continue
-        if name == "memory":
-            # A cache folder belongs to the machine, not to the model.
+        if name in ("memory", "checkpoint_dir"):
+            # Folders belong to the machine, not to the model: a loaded model
+            # must not write into the saver's checkpoint folder, and the file
+            # must not leak the saver's paths.
             encoded[name] = None
             continue
         if name == "random_state" and isinstance(value, np.random.RandomState):
@@ -330,6 +334,8 @@ def _restore_classifier(clf, fitted, tensors, parts):
 
     from ._classifier import _CXRNet
 
+    widths = [fitted["head_in_features"], *clf.hidden_units, clf.n_classes_]
+    check_head_shapes(tensors, "module.head.", [int(w) for w in widths], parts.path)
     body = _rebuild_body(clf.backbone, clf.in_chans)
     head = build_head(
         fitted["head_in_features"],
@@ -430,10 +436,8 @@ def save_model(estimator, path):
         "fitted": fitted,
     }
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".cxr")
-    os.close(handle)
-    try:
+    # a fresh mkstemp name (never a planted link), renamed into place whole
+    with atomic_path(path, suffix=".cxr") as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
             archive.writestr(_CONFIG, json.dumps(config, indent=1))
             archive.writestr(_TENSORS, save_tensors(tensors))
@@ -441,11 +445,6 @@ def save_model(estimator, path):
                 archive.writestr(member, _skops_dumps(obj))
             for member, data in extra.items():
                 archive.writestr(member, data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     _warn_if_untrusted(skops_parts)
     return path
 
@@ -468,8 +467,9 @@ def _warn_if_untrusted(skops_parts):
 class _Parts:
     """Read access to the members of an opened model archive."""
 
-    def __init__(self, archive, trusted):
+    def __init__(self, archive, trusted, path=""):
         self.archive = archive
+        self.path = path
         self.names = set(archive.namelist())
         self.trusted = trusted
 
@@ -507,6 +507,18 @@ def _open_archive(path):
     return zipfile.ZipFile(path, "r")
 
 
+def _check_loaded_params(estimator, path):
+    check = getattr(estimator, "_validate_params_values", None)
+    if check is None:
+        check = estimator._check_common_params
+    try:
+        check()
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{os.fspath(path)!r} holds invalid parameters: {exc}"
+        ) from exc
+
+
 def load_model(path, *, expected_class, trusted=None):
     """Read a model written by :func:`save_model`.
 
@@ -526,34 +538,41 @@ def load_model(path, *, expected_class, trusted=None):
     estimator : expected_class
     """
     with _open_archive(path) as archive:
-        parts = _Parts(archive, trusted)
+        parts = _Parts(archive, trusted, os.fspath(path))
         unknown = sorted(parts.names - _MEMBERS)
         if unknown:
             raise ModelFileError(
                 f"{os.fspath(path)!r} holds unexpected members {unknown}; it was "
                 "not written by model.save() and is refused."
             )
+        check_members(archive, os.fspath(path))
         try:
             config = json.loads(parts.read(_CONFIG))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelFileError(f"{_CONFIG} is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ModelFileError(
+                f"{_CONFIG} of {os.fspath(path)!r} is nested too deeply to be a "
+                "model configuration; the file is refused."
+            ) from exc
         found = config.get("format") if isinstance(config, dict) else None
         if found != FORMAT:
             raise ModelFileError(
                 f"{os.fspath(path)!r} is not a sklearn_cxr model file "
                 f"(format {found!r} in {_CONFIG}, expected {FORMAT!r})."
             )
-        if config.get("format_version", 0) > FORMAT_VERSION:
-            raise ModelFileError(
-                f"{os.fspath(path)!r} uses format version "
-                f"{config['format_version']}; this sklearn_cxr reads up to "
-                f"{FORMAT_VERSION}. Upgrade sklearn_cxr."
-            )
         if config.get("class") != expected_class.__name__:
             raise ModelFileError(
                 f"{os.fspath(path)!r} holds a {config.get('class')}, not a "
                 f"{expected_class.__name__}; use {config.get('class')}.load()."
             )
+        version = config.get("format_version")
+        if type(version) is int and version > FORMAT_VERSION:
+            raise ModelFileError(
+                f"{os.fspath(path)!r} uses format version {version}; this "
+                f"sklearn_cxr reads up to {FORMAT_VERSION}. Upgrade sklearn_cxr."
+            )
+        validate_config(config, expected_class, os.fspath(path))
         from safetensors.torch import load as load_tensors
 
         try:
@@ -561,6 +580,10 @@ def load_model(path, *, expected_class, trusted=None):
         except Exception as exc:
             raise ModelFileError(f"{_TENSORS} is not valid: {exc}") from exc
         estimator = expected_class(**_decode_params(config["params"], parts))
+        # a file from before checkpoint_dir was dropped at save
+        if "checkpoint_dir" in estimator.get_params(deep=False):
+            estimator.set_params(checkpoint_dir=None)
+        _check_loaded_params(estimator, path)
         if expected_class.__name__ == "PretrainedFeatures":
             return _restore_features(estimator, config["fitted"], tensors, "features.")
         return _restore_classifier(estimator, config["fitted"], tensors, parts)

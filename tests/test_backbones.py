@@ -198,3 +198,61 @@ def test_check_backbone_name_suggests_timm_names():
     # valid names pass without building or reading anything
     check_backbone_name("resnet18", "DEFAULT")
     check_backbone_name("timm:tf_efficientnet_lite0", None)
+
+
+# ----------------------------------------- backbones that take one channel
+def _one_channel_resnet():
+    import torchvision
+
+    model = torchvision.models.resnet18(weights=None)
+    model.conv1 = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
+    return model
+
+
+class _OneChannelNet(nn.Module):
+    """Like torchxrayvision's models: a 1-channel stem and its own scaling."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.classifier = nn.Linear(4, 18)
+        self.pretrained_cfg = {"mean": (0.5,), "std": (1 / 2048,)}
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+@pytest.mark.parametrize("make", [_one_channel_resnet, _OneChannelNet])
+def test_one_channel_stem_is_used_as_it_is(make):
+    import numpy as np
+
+    module = make()
+    stem = next(m for m in module.modules() if isinstance(m, nn.Conv2d))
+    spec = load_backbone(module, None, in_chans=1)
+    new_stem = next(m for m in spec.body.modules() if isinstance(m, nn.Conv2d))
+    assert new_stem.in_channels == 1
+    assert torch.equal(new_stem.weight, stem.weight)  # not summed, not changed
+    X = np.random.RandomState(0).randint(0, 255, (3, 32, 32), dtype=np.uint8)
+    features = PretrainedFeatures(backbone=module, weights=None, image_size=32,
+                                  in_chans=1).fit(X)
+    assert features.transform(X).shape[0] == 3
+    with pytest.raises(ValueError, match=r"first convolution of the backbone "
+                       r".*takes 1 channel\(s\), but in_chans=3; pass in_chans=1"):
+        load_backbone(module, None, in_chans=3)
+
+
+def test_module_backbone_declares_its_input_scaling():
+    import numpy as np
+
+    X = np.random.RandomState(0).randint(0, 255, (3, 32, 32), dtype=np.uint8)
+    features = PretrainedFeatures(backbone=_OneChannelNet(), weights=None,
+                                  image_size=32, in_chans=1).fit(X)
+    assert features.mean_ == (0.5,) and features.std_ == (1 / 2048,)
+    bad = _OneChannelNet()
+    bad.pretrained_cfg = {"mean": (0.5,), "std": (0.0,)}
+    with pytest.raises(ValueError, match=r"_OneChannelNet declares pretrained_cfg "
+                       r"mean=\(0\.5,\), std=\(0\.0,\).*std above 0"):
+        load_backbone(bad, None, in_chans=1)

@@ -17,8 +17,11 @@ data checks are re-done below on image input. Not run, with the reason:
   ``check_dont_overwrite_parameters``, ``check_fit_check_is_fitted``,
   ``check_estimators_fit_returns_self``, ``check_readonly_memmap_input``,
   ``check_sample_weights_*``, ``check_classifiers_one_label*``,
-  ``check_transformer_*``: they need 2-D feature tables; each has an
-  image-input equivalent in this file (``test_image_*``).
+  ``check_transformer_*``, ``check_estimators_data_not_an_array``,
+  ``check_classifiers_regression_target``, ``check_supervised_y_no_nan``,
+  ``check_sample_weights_not_an_array``,
+  ``check_sample_weights_not_overwritten``: they need 2-D feature tables;
+  each has an image-input equivalent in this file (``test_image_*``).
 * ``check_estimator_sparse_*``: images are never sparse matrices.
 * ``check_dataframe_column_names_consistency``, ``check_set_output_*``,
   ``check_get_feature_names_out_error``: column names of tables; images have none.
@@ -206,3 +209,47 @@ def test_transformer_output_dtype_and_names():
     assert out.dtype == np.float32 and out.shape == (len(X), features.n_features_out_)
     assert len(features.get_feature_names_out()) == out.shape[1]
     np.testing.assert_array_equal(features.fit_transform(X), out)
+
+
+class _NotAnArray:
+    """Offers only ``__array__``, like scikit-learn's ``_NotAnArray``."""
+
+    def __init__(self, data):
+        self.data = np.asarray(data)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=IDS)
+def test_image_data_not_an_array(estimator):
+    """check_estimators_data_not_an_array: an image stack behind __array__."""
+    X, y = _images()
+    expected = _output(_fit(clone(estimator), X, y), X)
+    fitted = _fit(clone(estimator), _NotAnArray(X), _NotAnArray(y))
+    np.testing.assert_allclose(_output(fitted, _NotAnArray(X)), expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS[:2], ids=IDS[:2])
+def test_image_classifier_target_checks(estimator):
+    """check_classifiers_regression_target and check_supervised_y_no_nan."""
+    X, _ = _images()
+    continuous = np.random.RandomState(0).rand(len(X))
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        clone(estimator).fit(X, continuous)
+    with_nan = np.where(np.arange(len(X)) % 2, 1.0, 0.0)
+    with_nan[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        clone(estimator).fit(X, with_nan)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS[:2], ids=IDS[:2])
+def test_image_sample_weights_not_an_array_and_not_overwritten(estimator):
+    X, y = _images()
+    weights = np.random.RandomState(0).uniform(0.5, 2.0, len(X))
+    before = weights.copy()
+    a = clone(estimator).fit(X, y, sample_weight=weights).predict_proba(X)
+    np.testing.assert_array_equal(weights, before)
+    b = clone(estimator).fit(X, y, sample_weight=_NotAnArray(weights))
+    np.testing.assert_allclose(b.predict_proba(X), a, rtol=1e-5, atol=1e-6)

@@ -146,6 +146,12 @@ def _wait_for(predicate, process, timeout=240):
         time.sleep(0.1)
 
 
+def _epoch_file(checkpoint_dir, name="history.json"):
+    """A file of the epoch that ``checkpoint.json`` names."""
+    pointer = json.loads((Path(checkpoint_dir) / "checkpoint.json").read_text())
+    return Path(checkpoint_dir) / pointer["folder"] / name
+
+
 def _batch_lrs(history):
     return [b["event_lr"] for epoch in history for b in epoch["batches"]]
 
@@ -154,12 +160,11 @@ def test_killed_training_resumes_from_the_last_epoch(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(_TRAIN_SCRIPT.format(tests_dir=str(TESTS_DIR)))
     checkpoint_dir = tmp_path / "checkpoints"
-    history_file = checkpoint_dir / "history.json"
 
     def saved_epochs():
         try:
-            return len(json.loads(history_file.read_text()))
-        except (OSError, ValueError):
+            return len(json.loads(_epoch_file(checkpoint_dir).read_text()))
+        except (OSError, ValueError, KeyError):
             return 0
 
     first = subprocess.Popen(
@@ -175,8 +180,9 @@ def test_killed_training_resumes_from_the_last_epoch(tmp_path):
     log_first = first.stdout.read()
     assert "epoch 1" in log_first
     assert saved_epochs() == 1
-    assert not list(checkpoint_dir.glob("*.tmp"))
-    saved = json.loads(history_file.read_text())
+    assert not list(checkpoint_dir.glob(".tmp*"))
+    assert len(list(checkpoint_dir.glob("epoch-*"))) == 1  # older epochs removed
+    saved = json.loads(_epoch_file(checkpoint_dir).read_text())
 
     out = tmp_path / "resumed.json"
     resumed = subprocess.run(
@@ -211,9 +217,7 @@ def test_resume_with_an_empty_folder_trains_from_the_start(tmp_path):
     clf = _classifier(max_epochs=2, checkpoint_dir=tmp_path / "new", resume=True)
     clf.fit(X, y)
     assert len(clf.history_) == 2
-    assert json.loads((tmp_path / "new" / "history.json").read_text())[-1][
-        "epoch"
-    ] == 2
+    assert json.loads(_epoch_file(tmp_path / "new").read_text())[-1]["epoch"] == 2
     again = _classifier(max_epochs=2, checkpoint_dir=tmp_path / "new", resume=True)
     again.fit(X, y)  # nothing left to do: the saved model is loaded as is
     assert len(again.history_) == 2
@@ -223,7 +227,7 @@ def test_resume_with_an_empty_folder_trains_from_the_start(tmp_path):
 def test_resume_refuses_a_damaged_checkpoint(tmp_path):
     X, y, _ = make_blobs(n=16)
     _classifier(max_epochs=1, checkpoint_dir=tmp_path).fit(X, y)
-    (tmp_path / "params.pt").write_bytes(b"not a checkpoint")
+    _epoch_file(tmp_path, "params.pt").write_bytes(b"not a checkpoint")
     clf = _classifier(max_epochs=2, checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(ValueError, match=r"Cannot resume from the checkpoint in .*"
                        r"damaged"):
@@ -335,3 +339,102 @@ def test_same_seed_same_predictions_on_cpu(mode):
     if mode == "finetune":
         other = PretrainedCNNClassifier(random_state=8, **params).fit(X, y, groups)
         assert not np.array_equal(first.predict_proba(X), other.predict_proba(X))
+
+
+# ------------------------------------------- the checkpoint file protocol
+class _Killed(BaseException):
+    """Stands in for SIGKILL at one precise point of a checkpoint write."""
+
+
+_RECORDS = {}  # module level: the classifier clones its callbacks
+
+
+class _RecordEpochs(Callback):
+    """Weights at each epoch's end, and those a resumed fit starts from."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def on_train_begin(self, net, **kwargs):
+        _RECORDS.setdefault(self.run, {})["start"] = (
+            len(net.history), _weights_of(net)
+        )
+
+    def on_epoch_end(self, net, **kwargs):
+        _RECORDS.setdefault(self.run, {})[len(net.history)] = _weights_of(net)
+
+
+def _weights_of(net):
+    return {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
+
+
+def test_kill_between_renames_resumes_one_whole_epoch(tmp_path, monkeypatch):
+    """A kill between two renames of a checkpoint write, in epoch 2 or 3, must
+    leave files of one single epoch: resume starts from that epoch's weights
+    with that epoch's history, never epoch-2 weights with epoch-1 history."""
+    X, y, _ = make_blobs(n=16)
+    _RECORDS.clear()
+    seen = _RECORDS.setdefault("killed", {})
+    real_replace = os.replace
+    calls = []
+
+    def replace(src, dst):
+        if seen.get(2) is not None:  # armed once epoch 2 has ended
+            calls.append(dst)
+            if len(calls) == 2:
+                raise _Killed
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(_Killed):
+        _classifier(max_epochs=3, checkpoint_dir=tmp_path, freeze_epochs=0,
+                    callbacks=[_RecordEpochs("killed")]).fit(X, y)
+    monkeypatch.setattr(os, "replace", real_replace)
+    clf = _classifier(max_epochs=3, checkpoint_dir=tmp_path, resume=True,
+                      freeze_epochs=0, callbacks=[_RecordEpochs("resumed")])
+    clf.fit(X, y)
+    epoch, weights = _RECORDS["resumed"]["start"]
+    assert epoch in (1, 2)
+    _assert_weights_equal(weights, seen[epoch])
+
+
+def _assert_weights_equal(state, expected):
+    assert state.keys() == expected.keys()
+    for key, tensor in expected.items():
+        assert torch.equal(state[key], tensor), key
+
+
+def test_checkpoint_never_writes_through_planted_links(tmp_path):
+    X, y, _ = make_blobs(n=16)
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    names = ["params.pt", "optimizer.pt", "history.json", "lr_scheduler.pt",
+             "fit.json", "checkpoint.json"]
+    for name in names:
+        for planted in (name, name + ".tmp"):
+            (folder / planted).symlink_to(victim)
+    clf = _classifier(max_epochs=2, checkpoint_dir=folder).fit(X, y)
+    assert victim.read_text() == "precious"
+    assert len(clf.history_) == 2
+    assert not (folder / "checkpoint.json").is_symlink()
+
+
+def test_failed_checkpoint_write_leaves_no_temporary_files(tmp_path, monkeypatch):
+    X, y, _ = make_blobs(n=16)
+    _classifier(max_epochs=1, checkpoint_dir=tmp_path).fit(X, y)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        if "lr_scheduler.pt" in str(f):
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"Cannot write the epoch checkpoint to .*"
+                       r"No space left"):
+        _classifier(max_epochs=1, checkpoint_dir=tmp_path).fit(X, y)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob(".tmp*"))

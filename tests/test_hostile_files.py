@@ -373,3 +373,178 @@ def test_image_reader_decodes_only_supported_formats(tmp_path, monkeypatch):
         ok = tmp_path / f"ok{suffix}"
         Image.new("L", (8, 8), 7).save(ok, format=fmt)
         assert read_image(ok).size == (8, 8)
+
+
+# ------------------------------------------------ hostile model archives
+def _config_of(path):
+    return json.loads(zipfile.ZipFile(path).read("config.json"))
+
+
+def _with_config(source, target, config=None, raw=None, compress=False):
+    """Copy a model archive with another config.json (``raw`` bytes or JSON)."""
+    data = raw if raw is not None else json.dumps(config).encode()
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for info in old.infolist():
+            if info.filename == "config.json":
+                new.writestr("config.json", data, compress_type=method)
+            else:
+                new.writestr(info.filename, old.read(info.filename))
+    return target
+
+
+def test_hostile_model_configs_are_refused(saved_model, tmp_path):
+    from sklearn_cxr import ModelFileError
+
+    path, _, _ = saved_model
+    config = _config_of(path)
+
+    def changed(**changes):
+        new = json.loads(json.dumps(config))
+        for key, value in changes.items():
+            if value is None:
+                del new[key]
+            else:
+                new[key] = value
+        return new
+
+    labels = json.loads(json.dumps(config))
+    labels["fitted"]["classes_"]["dtype"] = "(100,100)f8"
+    unknown_param = json.loads(json.dumps(config))
+    unknown_param["params"]["bogus"] = 1
+    padded = json.dumps(config).encode() + b" " * (2 << 20)  # valid JSON, 2 MB
+    cases = {
+        "inflated": ({"raw": padded, "compress": True},
+                     r"config\.json would decompress to \d+ bytes, over the limit"),
+        "label-dtype": ({"config": labels}, r"label dtype '\(100,100\)f8'"),
+        "deep": ({"raw": b"[" * 100_000 + b"]" * 100_000}, "nested too deeply"),
+        "no-params": ({"config": changed(params=None)}, r"lacks \['params'\]"),
+        "str-version": ({"config": changed(format_version="1")},
+                        "format_version '1'; expected an integer"),
+        "list-fitted": ({"config": changed(fitted=[])},
+                        "'fitted' of another type"),
+        "unknown-param": ({"config": unknown_param},
+                          r"sets parameters \['bogus'\] that PretrainedCNN"),
+        "unknown-key": ({"config": changed(extra=1)}, r"unknown keys \['extra'\]"),
+    }
+    for name, (change, message) in cases.items():
+        bad = _with_config(path, tmp_path / f"{name}.cxr", **change)
+        if name == "inflated":
+            stored = zipfile.ZipFile(bad).getinfo("config.json").compress_size
+            assert stored < (2 << 20) // 50  # the amplification
+        with pytest.raises(ModelFileError, match=message):
+            PretrainedCNNClassifier.load(bad)
+    # a second config.json member: refused, not silently one of the two
+    duplicate = tmp_path / "duplicate.cxr"
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        _rewrite(path, duplicate, add={"config.json": json.dumps(config)})
+    with pytest.raises(ModelFileError, match=r"\['config\.json'\] more than once"):
+        PretrainedCNNClassifier.load(duplicate)
+
+
+@pytest.fixture(scope="module")
+def saved_finetuned(tmp_path_factory):
+    from _reliability_utils import tiny_resnet_classifier
+
+    folder = tmp_path_factory.mktemp("finetuned")
+    X, y, _ = make_blobs(n=8)
+    clf = tiny_resnet_classifier("finetune", checkpoint_dir=folder / "checkpoints")
+    clf.fit(X, y)
+    path = folder / "model.cxr"
+    clf.save(path)
+    return path, folder
+
+
+def test_head_widths_must_match_the_tensors(saved_finetuned, tmp_path, monkeypatch):
+    import sklearn_cxr._persistence as persistence
+    from sklearn_cxr import ModelFileError
+
+    path, _ = saved_finetuned
+    built = []
+    real = persistence.build_head
+    monkeypatch.setattr(persistence, "build_head",
+                        lambda *a, **k: built.append(a) or real(*a, **k))
+    wide = _config_of(path)
+    wide["fitted"]["head_in_features"] = 10**6
+    hidden = _config_of(path)
+    hidden["params"]["hidden_units"] = {"__tuple__": [2_000_000_000]}
+    for name, config in {"wide": wide, "hidden": hidden}.items():
+        bad = _with_config(path, tmp_path / f"{name}.cxr", config=config)
+        with pytest.raises(ModelFileError, match="head's layers in model.safetensors"):
+            PretrainedCNNClassifier.load(bad)
+        assert not built, name  # refused before any layer was allocated
+    PretrainedCNNClassifier.load(path)
+    assert built
+
+
+def test_loaded_model_does_not_keep_the_savers_checkpoint_dir(saved_finetuned,
+                                                             tmp_path):
+    path, folder = saved_finetuned
+    raw = zipfile.ZipFile(path).read("config.json").decode()
+    assert str(folder) not in raw  # no absolute path of the saver leaks
+    assert PretrainedCNNClassifier.load(path).checkpoint_dir is None
+    # a file written before this rule: the folder is dropped on load too
+    old = _config_of(path)
+    old["params"]["checkpoint_dir"] = str(folder / "checkpoints")
+    older = _with_config(path, tmp_path / "old.cxr", config=old)
+    assert PretrainedCNNClassifier.load(older).checkpoint_dir is None
+
+
+# ------------------------------------------------------------ leaks of saves
+def test_killed_saves_are_cleaned_up_and_permissions_kept(saved_model, tmp_path,
+                                                         monkeypatch):
+    import signal
+    import subprocess
+    import sys
+
+    import sklearn_cxr._persistence as persistence
+
+    source, X, _ = saved_model
+    clf = PretrainedCNNClassifier.load(source)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    # a save in progress in another process: its temporary file is locked
+    writer = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, sys, tempfile, time\n"
+         "fd, p = tempfile.mkstemp(dir=sys.argv[1], prefix='.tmp-', suffix='.cxr')\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "print(p, flush=True)\n"
+         "time.sleep(120)\n", str(folder)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        live = writer.stdout.readline().strip()
+        target = folder / "model.cxr"
+        clf.save(target)
+        assert os.path.exists(live)  # not removed under a running save
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    finally:
+        writer.kill()
+        writer.stdout.close()
+    os.chmod(target, 0o640)
+    clf.save(target)
+    assert not os.path.exists(live)  # the killed save's file is gone
+    assert stat_mode(target) == 0o640  # kept the replaced file's permissions
+    umask = os.umask(0)
+    os.umask(umask)
+    clf.save(folder / "new.cxr")
+    assert stat_mode(folder / "new.cxr") == 0o666 & ~umask
+    # a save that fails leaves no temporary file and the old file intact
+    before = target.read_bytes()
+
+    def broken(obj):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(persistence, "_skops_dumps", broken)
+    with pytest.raises(OSError, match="disk full"):
+        clf.save(target)
+    assert sorted(p.name for p in folder.iterdir()) == ["model.cxr", "new.cxr"]
+    assert target.read_bytes() == before
+
+
+def stat_mode(path):
+    import stat
+
+    return stat.S_IMODE(os.stat(path).st_mode)

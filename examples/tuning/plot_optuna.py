@@ -144,4 +144,7 @@ fig.tight_layout()
 #     )
 #
 # Each trial records the worker that ran it (``host:pid``) in
-# ``trial.user_attrs["worker"]``.
+# ``trial.user_attrs["worker"]``. With a database URL, every running trial
+# also sends a heartbeat (``heartbeat_interval=60`` seconds by default): the
+# trial of a worker that was killed is marked ``FAIL`` by the next worker,
+# instead of staying ``RUNNING`` forever, and its parameters are tried again.

@@ -8,6 +8,7 @@ outside the target folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -245,6 +246,29 @@ def _resolve_local_file(remote, dirname, *, download_if_missing):
             "download_if_missing=True."
         )
     return _fetch_remote(remote, dirname)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder):
+    """Hold an exclusive lock on ``.<folder name>.lock`` beside ``folder``.
+
+    Blocks until it is free. Two processes fetching into the same data home
+    take turns: the second finds the data the first extracted. Without
+    ``fcntl`` (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    folder = os.path.abspath(os.fspath(folder))
+    lock = os.path.join(os.path.dirname(folder), f".{os.path.basename(folder)}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _data_subdir(data_home, name):

@@ -17,6 +17,7 @@ from .._images import IMAGE_EXTENSIONS, read_image
 from ._base import (
     RemoteFileMetadata,
     _data_subdir,
+    _folder_lock,
     _resolve_local_file,
     _safe_extract,
 )
@@ -372,6 +373,19 @@ def _find_split_root(folder):
     return None
 
 
+def _download_and_extract(folder, marker, sha256, download_if_missing):
+    remote = KERMANY_ARCHIVE
+    if sha256 is not None:
+        remote = remote._replace(checksum=sha256)
+    archive = _resolve_local_file(
+        remote, str(folder), download_if_missing=download_if_missing
+    )
+    logger.info("Extracting %s", archive)
+    _safe_extract(archive, folder)
+    marker.write_text(KERMANY_ARCHIVE.filename + "\n")
+    os.remove(archive)
+
+
 def fetch_chest_xray(
     *,
     split="train",
@@ -431,16 +445,11 @@ def fetch_chest_xray(
     folder = Path(_data_subdir(data_home, "chest_xray"))
     marker = folder / ".extracted"
     if not marker.is_file():
-        remote = KERMANY_ARCHIVE
-        if sha256 is not None:
-            remote = remote._replace(checksum=sha256)
-        archive = _resolve_local_file(
-            remote, str(folder), download_if_missing=download_if_missing
-        )
-        logger.info("Extracting %s", archive)
-        _safe_extract(archive, folder)
-        marker.write_text(KERMANY_ARCHIVE.filename + "\n")
-        os.remove(archive)
+        # another process fetching into the same folder: wait for it, then
+        # find its data instead of extracting (and removing the archive) twice
+        with _folder_lock(folder):
+            if not marker.is_file():
+                _download_and_extract(folder, marker, sha256, download_if_missing)
     split_root = _find_split_root(folder)
     if split_root is None:
         raise FileNotFoundError(

@@ -6,6 +6,7 @@ import inspect
 import logging
 import os
 import socket
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -109,6 +110,41 @@ class _Objective:
         return float(np.mean(scores))
 
 
+def _with_heartbeat(optuna, storage, heartbeat_interval):
+    """An RDB URL becomes an ``RDBStorage`` whose trials send heartbeats, so
+    that the trials of killed workers are failed and retried."""
+    if heartbeat_interval is not None and (
+        isinstance(heartbeat_interval, bool)
+        or not isinstance(heartbeat_interval, Integral)
+        or heartbeat_interval < 1
+    ):
+        raise ValueError(
+            "heartbeat_interval must be None or a positive number of seconds, "
+            f"got {heartbeat_interval!r}."
+        )
+    if heartbeat_interval is None or not isinstance(storage, str):
+        return storage
+    retry_class = getattr(
+        optuna.storages,
+        "RetryHeartbeatStaleTrialCallback",  # optuna >= 4.9
+        optuna.storages.RetryFailedTrialCallback,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = retry_class(max_retry=3)
+    signature = inspect.signature(optuna.storages.RDBStorage)
+    callback = (
+        "heartbeat_stale_trial_callback"
+        if "heartbeat_stale_trial_callback" in signature.parameters
+        else "failed_trial_callback"  # optuna < 4.9
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            storage, heartbeat_interval=int(heartbeat_interval), **{callback: retry}
+        )
+
+
 def tune(
     estimator,
     X,
@@ -130,6 +166,7 @@ def tune(
     refit=True,
     catch=(),
     show_progress_bar=False,
+    heartbeat_interval=60,
 ):
     """Tune hyper-parameters with Optuna by cross-validation, then refit.
 
@@ -191,6 +228,16 @@ def tune(
     catch : tuple of exception types, default=()
         Exceptions that fail a trial without stopping the study.
     show_progress_bar : bool, default=False
+    heartbeat_interval : int or None, default=60
+        With an RDB URL as ``storage``, each running trial records a heartbeat
+        this often (seconds). A trial whose worker was killed misses its
+        heartbeats; after ``2 * heartbeat_interval`` seconds the next worker
+        to start a trial marks it ``FAIL`` (instead of ``RUNNING`` forever) and
+        runs its parameters again, up to 3 times
+        (:class:`optuna.storages.RetryFailedTrialCallback`). None turns this
+        off. A storage object is used as given: create an
+        :class:`optuna.storages.RDBStorage` with ``heartbeat_interval`` for the
+        same behaviour.
 
     Returns
     -------
@@ -249,6 +296,7 @@ def tune(
         sampler = optuna.samplers.TPESampler(seed=random_state)
     if pruner is None:
         pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    storage = _with_heartbeat(optuna, storage, heartbeat_interval)
     study = optuna.create_study(
         storage=storage,
         sampler=sampler,

@@ -269,3 +269,38 @@ def test_real_training_split_counts_and_groups(shared_data_dir):
     cv = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0)
     for train, test in cv.split(data.paths, binary, data.groups):
         assert not set(data.groups[train]) & set(data.groups[test])
+
+
+def test_two_fetches_into_one_data_home_both_succeed(tmp_path, local_archive,
+                                                     monkeypatch):
+    """Concurrent fetches take turns; extraction is slowed down so that both
+    are inside it at once, as two processes were in 3 of 3 tries."""
+    import threading
+    import time
+
+    real_extract = _chest_xray._safe_extract
+
+    def slow_extract(archive, target):
+        time.sleep(0.5)
+        return real_extract(archive, target)
+
+    monkeypatch.setattr(_chest_xray, "_safe_extract", slow_extract)
+    home = tmp_path / "home"
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(fetch_chest_xray(data_home=home, return_paths=True))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert len(results) == 2
+    for data in results:
+        assert data.groups.tolist() == ["IM-0001", "person1"]
+    assert not (home / "chest_xray" / "ChestXRay2017.zip").exists()

@@ -249,3 +249,38 @@ def test_pruning_callback_reports_with_offset_or_warns_without_monitor(caplog):
     callback.on_epoch_end(net)
     study.tell(trial, 0.8)
     assert study.trials[0].intermediate_values == {11: 0.8}
+
+
+@pytest.mark.slow
+def test_trials_of_killed_workers_are_failed_and_retried(tmp_path, blobs):
+    """A worker killed mid-trial leaves a RUNNING trial whose heartbeats stop:
+    the next worker marks it FAIL and runs its parameters again."""
+    import time
+
+    X, y, _ = blobs
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    space = lambda trial: {  # noqa: E731
+        "final_estimator__C": trial.suggest_float("final_estimator__C", 0.1, 10)
+    }
+    killed_storage = optuna.storages.RDBStorage(url, heartbeat_interval=1)
+    killed = optuna.create_study(storage=killed_storage, study_name="s",
+                                 direction="maximize")
+    trial = killed.ask()
+    space(trial)
+    killed_storage.record_heartbeat(trial._trial_id)  # then the worker dies
+    time.sleep(4)  # over the grace period of 2 heartbeats (SQLite: 1 s steps)
+    study, _ = tune(features_clf(), X, y, cv=2, n_trials=1, storage=url,
+                    study_name="s", search_space=space, refit=False,
+                    heartbeat_interval=1)
+    states = [t.state for t in study.trials]
+    assert states[0] == optuna.trial.TrialState.FAIL
+    assert optuna.trial.TrialState.RUNNING not in states
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback",
+                    optuna.storages.RetryFailedTrialCallback)
+    retried = [t for t in study.trials if retry.retried_trial_number(t) == 0]
+    assert len(retried) == 1
+    assert retried[0].params == study.trials[0].params
+    assert retried[0].state == optuna.trial.TrialState.COMPLETE
+    with pytest.raises(ValueError, match="heartbeat_interval must be None or a"):
+        tune(features_clf(), X, y, cv=2, n_trials=1, storage=url,
+             study_name="s", heartbeat_interval=0)
