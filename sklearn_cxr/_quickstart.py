@@ -284,7 +284,11 @@ def run_quickstart(
     summary = (
         f"Data: {source}. Weights: {_describe_weights(backbone, weights)}. "
         f"Mode: {model.mode}, {model.image_size} px"
-        + (f", {model.max_epochs} epochs" if model.mode == "finetune" else "")
+        + (
+            f", {model.max_epochs} epoch{'s' * (model.max_epochs != 1)}"
+            if model.mode == "finetune"
+            else ""
+        )
         + "."
     )
     return Bunch(

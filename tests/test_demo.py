@@ -57,7 +57,7 @@ def test_demo_falls_back_without_the_weights_package(monkeypatch, capsys):
     # the summary says what was actually trained, not what was asked for
     assert result["mode"] == "finetune" and result["image_size"] == 32
     assert "Weights: random weights" in result["summary"]
-    assert "Mode: finetune, 32 px, 1 epochs" in result["summary"]
+    assert "Mode: finetune, 32 px, 1 epoch." in result["summary"]
     assert result["n_train"] + result["n_test"] == 80
 
 
