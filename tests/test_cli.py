@@ -72,6 +72,7 @@ def test_help_everywhere(capsys):
         assert option in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "mode, model_name", [("features", "model.cxr"), ("finetune", "model.joblib")]
 )
@@ -209,6 +210,7 @@ def test_bad_image_and_folder(kermany, tmp_path, capsys):
     assert_one_line_error(status, err, "no such file or folder")
 
 
+@pytest.mark.slow
 def test_subprocess_exit_status_and_no_traceback(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(

@@ -57,7 +57,7 @@ def test_demo_falls_back_without_the_weights_package(monkeypatch, capsys):
     # the summary says what was actually trained, not what was asked for
     assert result["mode"] == "finetune" and result["image_size"] == 32
     assert "Weights: random weights" in result["summary"]
-    assert "Mode: finetune, 32 px, 1 epochs" in result["summary"]
+    assert "Mode: finetune, 32 px, 1 epoch." in result["summary"]
     assert result["n_train"] + result["n_test"] == 80
 
 
@@ -120,3 +120,18 @@ def test_train_on_an_empty_folder_speaks_cli(tmp_path, capsys):
         ["train", tmp_path / "ghost", "--out", tmp_path / "m.cxr"], capsys
     )
     assert status == 1 and f"no such folder: {tmp_path / 'ghost'}" in err
+
+
+@pytest.mark.slow
+def test_fallback_without_timm_uses_a_torchvision_backbone(monkeypatch):
+    from sklearn_cxr._quickstart import run_quickstart
+
+    # a minimal install: neither timm nor the weights package
+    monkeypatch.setitem(sys.modules, "timm", None)
+    result = run_quickstart(
+        synthetic=True, quick=True, verbose=0, n_bootstrap=0, max_images=40
+    )
+    assert result.fallback
+    assert result.estimator.backbone == "resnet18"
+    assert "training resnet18 from random weights" in result.weights_notice
+    assert "sklearn-cxr[timm]" in result.weights_notice
