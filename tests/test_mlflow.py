@@ -191,6 +191,23 @@ def test_hostile_inputs_are_refused_clearly(logged, tmp_path):
     assert not marker.exists()
 
 
+def test_size_limits(logged, monkeypatch):
+    """Over-large inputs are refused before they are decoded."""
+    from mlflow.exceptions import MlflowException
+
+    import sklearn_cxr.mlflow as cxr_mlflow
+
+    model = mlflow.pyfunc.load_model(logged.model_uri)
+    png = _png_bytes(np.zeros((64, 64), dtype=np.uint8))
+    monkeypatch.setattr(cxr_mlflow, "MAX_IMAGE_BYTES", len(png) // 2)
+    frame = pd.DataFrame({"image": [base64.b64encode(png).decode()]})
+    with pytest.raises(MlflowException, match="over .* bytes"):
+        model.predict(frame)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(MlflowException, match="over the limit of 100"):
+        model.predict(pd.DataFrame({"pixels": [np.zeros((20, 20), int).tolist()]}))
+
+
 def test_paths_can_be_refused(fitted, tmp_path):
     from mlflow.exceptions import MlflowException
 
