@@ -188,7 +188,10 @@ def _evaluate(args):
                "seed": args.seed, "fit_seconds": fit_s, "shifts": {}}
     for preset in args.preset:
         X = shifted(data["paths"][test], preset, args.seed)
-        metrics, _ = score(model, X, data["y"][test])
+        metrics, p = score(model, X, data["y"][test])
+        normal = data["y"][test] == "NORMAL"
+        metrics["mean_p_pneumonia_normals"] = float(p[normal].mean())
+        metrics["mean_p_pneumonia_pneumonias"] = float(p[~normal].mean())
         results["shifts"][preset] = metrics
         logger.info("%-40s %s", preset, _fmt(metrics))
         if args.out:
@@ -198,7 +201,8 @@ def _evaluate(args):
 
 def _fmt(m):
     return (f"AUC {m['roc_auc']:.3f} acc {m['accuracy']:.3f} "
-            f"sens {m['sensitivity']:.3f} spec {m['specificity']:.3f}")
+            f"sens {m['sensitivity']:.3f} spec {m['specificity']:.3f} "
+            f"P(pn|normal) {m['mean_p_pneumonia_normals']:.3f}")
 
 
 def _calibrate(args):

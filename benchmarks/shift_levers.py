@@ -19,7 +19,7 @@ Metrics at probability 0.5: ROC AUC, accuracy, sensitivity, specificity.
 Variants (``VARIANTS``): ``base`` (today's defaults, 224 px), ``equalize``,
 ``stretch`` (per-image 1-99 percentile stretch), ``zscore`` (per-image
 standardisation to mean 0.5, std 0.2), ``crop90``/``crop80`` (central crop of
-that fraction), ``px160``/``px288``, ``lite2`` (EfficientNet-Lite2 at 260 px),
+that fraction), ``px128``/``px160``/``px288``, ``lite2`` (EfficientNet-Lite2 at 260 px),
 ``tta_flip`` (mean embedding of the image and its mirror).
 """
 
@@ -79,6 +79,7 @@ VARIANTS = {
     "zscore": ({}, _zscore),
     "crop90": ({}, _crop(0.9)),
     "crop80": ({}, _crop(0.8)),
+    "px128": ({"image_size": 128}, None),
     "px160": ({"image_size": 160}, None),
     "px288": ({"image_size": 288}, None),
     "lite2": ({"backbone": "timm:tf_efficientnet_lite2", "weights": str(LITE2),
