@@ -20,9 +20,10 @@ with every ``--tta`` setting at no extra fit.
         --candidates 'base={}' 'acq={"augment": "acquisition"}' \\
         --tta false true --out levers.json
 
-Candidates are ``name=<JSON of constructor parameters>``. Results (one row per
-candidate and seed, with the per-epoch history) go to
-``benchmarks/results/<out>``, rewritten after every fit.
+Candidates are ``name=<JSON of constructor parameters>``. Results (one row
+per candidate and seed, with the per-epoch history) go to
+``benchmarks/results/<out>``, rewritten after every fit;
+``python benchmarks/finetune_levers.py --print <out>`` prints one as a table.
 """
 
 from __future__ import annotations
@@ -136,8 +137,31 @@ def run(data, train, test, params, seed, tta_settings, shifted):
     return out
 
 
+def print_table(name):
+    """One line per run and scored test set: ROC AUC, accuracy, sens., spec."""
+    with open(_common.RESULTS_DIR / name) as handle:
+        payload = json.load(handle)
+    for run in payload["runs"]:
+        best = [h["epoch"] for h in run["history"] if h.get("valid_auc") is not None]
+        aucs = [round(h["valid_auc"], 3) for h in run["history"]
+                if h.get("valid_auc") is not None]
+        kept = run["history"][-1]["epoch"] if not aucs else best[
+            int(np.argmax(aucs))]
+        for tta, sets in run["scores"].items():
+            for test_set, m in sets.items():
+                if not isinstance(m, dict):
+                    continue
+                print(f"{run['candidate']:10s} seed {run['seed']} {tta:16s} "
+                      f"{test_set:9s} auc {m['roc_auc']:.3f} acc {m['accuracy']:.3f} "
+                      f"sens {m['sensitivity']:.3f} spec {m['specificity']:.3f} | "
+                      f"fit {run['fit_seconds']:.0f} s, epochs {run['epochs_run']}, "
+                      f"kept epoch {kept}, valid_auc {aucs}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--print":
+        return print_table(sys.argv[2])
     parser.add_argument("--n-train", type=int, default=1000)
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
