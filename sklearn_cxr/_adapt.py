@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 #: Methods per mode; "auto" picks the first (the best measured, see the docs).
 ADAPTATIONS = {
-    "features": ("coral", "standardize"),
+    "features": ("standardize", "coral"),
     "finetune": ("adabn", "deepcoral"),
 }
 

@@ -195,12 +195,13 @@ def test_coral_uses_skada_and_keeps_global_config(sites):
     assert clf.predict(Xt).shape == (len(Xt),)
 
 
-def test_auto_picks_coral_in_feature_mode(sites):
-    import_skada()
+def test_auto_picks_standardize_in_feature_mode_and_adabn_in_finetune(sites):
     Xs, ys, Xt, _ = sites
     X, y, domains = fit_inputs(Xs, ys, Xt)
     clf = classifier("features").fit(X, y, sample_domain=domains)
-    assert clf.adaptation_["method"] == "coral"
+    assert clf.adaptation_["method"] == "standardize"
+    clf = classifier("finetune").fit(X, y, sample_domain=domains)
+    assert clf.adaptation_["method"] == "adabn"
 
 
 def test_make_da_pipeline_route_with_pretrained_features(sites):
