@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 #: Methods per mode; "auto" picks the first (the best measured, see the docs).
 ADAPTATIONS = {
-    "features": ("coral", "standardize"),
+    "features": ("standardize", "coral"),
     "finetune": ("adabn", "deepcoral"),
 }
 
@@ -583,3 +583,79 @@ def predict_per_domain(estimator, images, domains):
         ):
             proba[rows] = estimator.net_.predict_proba(dataset)
     return proba
+
+
+# ------------------------------------------------------------ persistence
+_BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+_CORAL_ARRAYS = (
+    "mean_source_",
+    "mean_target_",
+    "cov_source_inv_sqrt_",
+    "cov_target_sqrt_",
+)
+
+
+def adaptation_to_file(state):
+    """The JSON part and the tensors of ``adaptation_``, for ``save()``."""
+    info = {
+        key: state[key]
+        for key in ("method", "target_domain", "source_domains", "n_target_images")
+    }
+    tensors = {}
+    adapter = state.get("adapter")
+    if adapter is not None and adapter.method == "standardize":
+        info["scaled_domains"] = sorted(adapter.scalers_)
+        for domain, scaler in adapter.scalers_.items():
+            tensors[f"adapt.scaler.{domain}.mean"] = torch.as_tensor(scaler.mean_)
+            tensors[f"adapt.scaler.{domain}.scale"] = torch.as_tensor(scaler.scale_)
+    elif adapter is not None:
+        info["coral_params"] = adapter.coral_.get_params()
+        for name in _CORAL_ARRAYS:
+            value = np.ascontiguousarray(getattr(adapter.coral_, name))
+            tensors[f"adapt.coral.{name}"] = torch.as_tensor(value)
+    elif state.get("source_batchnorm") is not None:
+        info["source_batchnorm"] = sorted(state["source_batchnorm"])
+        for layer, buffers in state["source_batchnorm"].items():
+            for key, value in buffers.items():
+                tensors[f"adapt.source_bn.{layer}.{key}"] = value.contiguous()
+    return info, tensors
+
+
+def adaptation_from_file(info, tensors):
+    """Rebuild ``adaptation_`` from :func:`adaptation_to_file`'s output."""
+    state = {
+        "method": info["method"],
+        "target_domain": int(info["target_domain"]),
+        "source_domains": [int(d) for d in info["source_domains"]],
+        "n_target_images": int(info["n_target_images"]),
+    }
+    if "scaled_domains" in info:
+        adapter = FeatureAdapter("standardize")
+        adapter.scalers_ = {}
+        for domain in info["scaled_domains"]:
+            scaler = StandardScaler()
+            scaler.mean_ = tensors[f"adapt.scaler.{domain}.mean"].numpy()
+            scaler.scale_ = tensors[f"adapt.scaler.{domain}.scale"].numpy()
+            scaler.var_ = scaler.scale_**2
+            scaler.n_features_in_ = len(scaler.mean_)
+            scaler.n_samples_seen_ = 0
+            adapter.scalers_[int(domain)] = scaler
+        state["adapter"] = adapter
+    elif "coral_params" in info:
+        adapter = FeatureAdapter("coral")
+        adapter.coral_ = _coral_adapter().set_params(**info["coral_params"])
+        for name in _CORAL_ARRAYS:
+            setattr(adapter.coral_, name, tensors[f"adapt.coral.{name}"].numpy())
+        state["adapter"] = adapter
+    else:
+        stats = None
+        if "source_batchnorm" in info:
+            stats = {
+                layer: {
+                    key: tensors[f"adapt.source_bn.{layer}.{key}"]
+                    for key in _BN_BUFFERS
+                }
+                for layer in info["source_batchnorm"]
+            }
+        state["source_batchnorm"] = stats
+    return state

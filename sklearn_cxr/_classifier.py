@@ -683,8 +683,9 @@ class PretrainedCNNClassifier(
         (per-site standardisation of the embeddings); finetune mode:
         ``"adabn"`` (BatchNorm statistics re-estimated on the target) or
         ``"deepcoral"`` (Deep CORAL loss while training, then AdaBN).
-        ``"auto"`` is ``"coral"`` in feature mode and ``"adabn"`` in finetune
-        mode; None ignores the target images. Without target images nothing
+        ``"auto"`` is ``"standardize"`` in feature mode and ``"adabn"`` in
+        finetune mode, the best measured on the acquisition-shift proxy;
+        None ignores the target images. Without target images nothing
         changes.
     coral_weight : float, default=1.0
         Weight of the Deep CORAL loss (``adaptation="deepcoral"``).

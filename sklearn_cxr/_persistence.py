@@ -408,13 +408,6 @@ def save_model(estimator, path):
         )
     is_classifier = kind == "PretrainedCNNClassifier"
     check_is_fitted(estimator, "classes_" if is_classifier else "backbone_")
-    if getattr(estimator, "adaptation_", None) is not None:
-        raise ValueError(
-            "save() does not yet store the adaptation to a target site "
-            f"(adaptation={estimator.adaptation_['method']!r}); the saved model "
-            "would silently lose it. Keep the adapted model with joblib.dump "
-            "(pickle: load only files you trust) or refit it where it is used."
-        )
     skops_parts, tensors, extra = {}, {}, {}
     params = _encode_params(estimator, skops_parts)
     if kind == "PretrainedFeatures":
@@ -422,6 +415,13 @@ def save_model(estimator, path):
         fitted = state["fitted"]
     else:
         fitted = _classifier_state(estimator, skops_parts, tensors, extra)
+        if getattr(estimator, "adaptation_", None) is not None:
+            from ._adapt import adaptation_to_file
+
+            fitted["adaptation"], adapt_tensors = adaptation_to_file(
+                estimator.adaptation_
+            )
+            tensors.update(adapt_tensors)
     from safetensors.torch import save as save_tensors
 
     from . import __version__
@@ -586,4 +586,17 @@ def load_model(path, *, expected_class, trusted=None):
         _check_loaded_params(estimator, path)
         if expected_class.__name__ == "PretrainedFeatures":
             return _restore_features(estimator, config["fitted"], tensors, "features.")
-        return _restore_classifier(estimator, config["fitted"], tensors, parts)
+        clf = _restore_classifier(estimator, config["fitted"], tensors, parts)
+        if "adaptation" in config["fitted"]:
+            from ._adapt import adaptation_from_file
+
+            try:
+                clf.adaptation_ = adaptation_from_file(
+                    config["fitted"]["adaptation"], tensors
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelFileError(
+                    f"The adaptation stored in {os.fspath(path)!r} is incomplete "
+                    f"({type(exc).__name__}: {exc}); the file is damaged."
+                ) from exc
+        return clf

@@ -195,12 +195,13 @@ def test_coral_uses_skada_and_keeps_global_config(sites):
     assert clf.predict(Xt).shape == (len(Xt),)
 
 
-def test_auto_picks_coral_in_feature_mode(sites):
-    import_skada()
+def test_auto_picks_standardize_in_feature_mode_and_adabn_in_finetune(sites):
     Xs, ys, Xt, _ = sites
     X, y, domains = fit_inputs(Xs, ys, Xt)
     clf = classifier("features").fit(X, y, sample_domain=domains)
-    assert clf.adaptation_["method"] == "coral"
+    assert clf.adaptation_["method"] == "standardize"
+    clf = classifier("finetune").fit(X, y, sample_domain=domains)
+    assert clf.adaptation_["method"] == "adabn"
 
 
 def test_make_da_pipeline_route_with_pretrained_features(sites):
@@ -351,15 +352,54 @@ def test_tiny_target_is_refused(sites):
         )
 
 
-def test_save_refuses_an_adapted_model(sites, tmp_path):
+@pytest.mark.parametrize(
+    "mode, adaptation",
+    [("features", "standardize"), ("features", "coral"), ("finetune", "adabn")],
+)
+def test_save_and_load_keep_the_adaptation(sites, tmp_path, mode, adaptation):
+    if adaptation == "coral":
+        import_skada()
     Xs, ys, Xt, _ = sites
     X, y, domains = fit_inputs(Xs, ys, Xt)
-    clf = classifier("features", adaptation="standardize").fit(
-        X, y, sample_domain=domains
-    )
-    with pytest.raises(ValueError, match="does not yet store the adaptation"):
-        clf.save(tmp_path / "model.cxr")
-    assert not (tmp_path / "model.cxr").exists()
+    # the safe format rebuilds torchvision networks by name
+    clf = classifier(mode, backbone="resnet18", adaptation=adaptation)
+    clf.fit(X, y, sample_domain=domains)
+    path = clf.save(tmp_path / "model.cxr")
+    loaded = PretrainedCNNClassifier.load(path)
+    assert loaded.adaptation_["method"] == adaptation
+    assert loaded.adaptation_["target_domain"] == TARGET
+    for domain in (None, SOURCE):
+        np.testing.assert_allclose(
+            loaded.predict_proba(Xt, sample_domain=domain),
+            clf.predict_proba(Xt, sample_domain=domain),
+            atol=1e-6,
+        )
+    with pytest.raises(ValueError, match="not seen in fit"):
+        loaded.predict(Xt, sample_domain=-7)
+
+
+def test_load_refuses_a_file_with_missing_adaptation_tensors(sites, tmp_path):
+    import json
+    import zipfile
+
+    from sklearn_cxr import ModelFileError
+
+    Xs, ys, Xt, _ = sites
+    X, y, domains = fit_inputs(Xs, ys, Xt)
+    clf = classifier("features", backbone="resnet18", adaptation="standardize")
+    clf.fit(X, y, sample_domain=domains)
+    path = clf.save(tmp_path / "model.cxr")
+    damaged = tmp_path / "damaged.cxr"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for item in src.namelist():
+            data = src.read(item)
+            if item.endswith(".json") and b"scaled_domains" in data:
+                config = json.loads(data)
+                config["fitted"]["adaptation"]["scaled_domains"].append(99)
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    with pytest.raises(ModelFileError, match="adaptation stored in .* incomplete"):
+        PretrainedCNNClassifier.load(damaged)
 
 
 def test_pickle_keeps_the_adaptation(sites):
