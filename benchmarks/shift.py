@@ -61,10 +61,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
 
-from sklearn_cxr.datasets import (  # noqa: E402
+from sklearn_cxr.datasets import simulate_acquisition  # noqa: E402
+from sklearn_cxr.datasets._shift import (  # noqa: E402
     ACQUISITION_PRESETS,
     ACQUISITION_STEPS,
-    simulate_acquisition,
 )
 
 __all__ = [

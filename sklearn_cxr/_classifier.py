@@ -77,8 +77,13 @@ _AUTO_MIN_VALIDATION = 100
 
 
 def default_final_estimator():
-    """The final estimator of feature mode when none is given."""
-    return LogisticRegression(max_iter=1000)
+    """The final estimator of feature mode when none is given.
+
+    ``C=0.01``: a strong penalty on the standardised embeddings. On the
+    acquisition-shift proxy (docs/benchmarks.rst, issue 10) it raised ROC AUC
+    from 0.922 to 0.971 with grouped CV unchanged (0.995 -> 0.996).
+    """
+    return LogisticRegression(C=0.01, max_iter=1000)
 
 
 def _sample_weight_param(estimator):
@@ -586,8 +591,10 @@ class PretrainedCNNClassifier(
         file format of :meth:`save` cannot store it). False: none.
     final_estimator : estimator or None, default=None
         Feature mode's classifier; None means ``LogisticRegression(
-        max_iter=1000)``. Nested parameters such as ``final_estimator__C``
-        work with ``set_params`` and grid search even when this is None.
+        C=0.01, max_iter=1000)`` (the strong penalty generalises better under
+        acquisition shift, see :ref:`benchmarks`). Nested parameters such as
+        ``final_estimator__C`` work with ``set_params`` and grid search even
+        when this is None.
     device : {"auto", "cpu", "cuda"}, default="auto"
         ``"auto"`` trains on CUDA when available, else on the CPU.
     num_workers : int or "auto", default=0
@@ -821,7 +828,7 @@ class PretrainedCNNClassifier(
         """Set parameters, including nested ones of the default estimator.
 
         ``final_estimator__C=...`` works while ``final_estimator`` is None:
-        the default ``LogisticRegression(max_iter=1000)`` is made explicit
+        the default ``LogisticRegression(C=0.01, max_iter=1000)`` is made explicit
         first. ``callbacks__<name>__<param>`` reaches a named callback.
         """
         nested_final = [k for k in params if k.startswith("final_estimator__")]

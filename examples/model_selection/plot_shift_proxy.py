@@ -61,7 +61,7 @@ if real:
     X, groups = data.paths[keep], data.groups[keep]
     y = data.target_names[data.target[keep]]
 else:
-    data = make_chest_xrays(n_samples=300, image_size=64, random_state=0)
+    data = make_chest_xrays(n_samples=200, image_size=64, random_state=0)
     X, groups = data.images, data.groups
     y = data.target_names[data.target]
 

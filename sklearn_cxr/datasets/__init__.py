@@ -14,7 +14,7 @@ from ._base import (
 from ._chest_xray import fetch_chest_xray, load_chest_xray
 from ._medmnist import fetch_pneumoniamnist, load_pneumoniamnist
 from ._sample import load_sample_chest_xrays
-from ._shift import ACQUISITION_PRESETS, ACQUISITION_STEPS, simulate_acquisition
+from ._shift import simulate_acquisition
 from ._synthetic import make_chest_xrays
 
 __all__ = [
@@ -25,8 +25,6 @@ __all__ = [
     "load_pneumoniamnist",
     "make_chest_xrays",
     "simulate_acquisition",
-    "ACQUISITION_PRESETS",
-    "ACQUISITION_STEPS",
     "get_data_home",
     "clear_data_home",
     "ChecksumError",

@@ -332,10 +332,16 @@ def simulate_acquisition(images, pipeline="moderate", *, random_state=0, keys=No
         Grayscale or RGB images (RGB is averaged to grayscale), uint8 or
         values in [0, 255].
     pipeline : str or list of (str, int), default="moderate"
-        A preset of :data:`ACQUISITION_PRESETS` (``"none"``, ``"mild"``,
-        ``"moderate"``, ``"severe"``), a string such as ``"blur:2+jpeg:3"``, or
-        a list of ``(step, level)`` pairs with steps from
-        :data:`ACQUISITION_STEPS` and levels 1-3, applied in order.
+        A preset: ``"none"``; ``"mild"`` (gamma 1, unsharp 1, noise 1, jpeg 1,
+        markers 1); ``"moderate"`` (contrast_low 1, noise 1, jpeg 2);
+        ``"severe"`` (crop 1, noise 2, jpeg 2, markers 2). Or a string such as
+        ``"blur:2+jpeg:3"``, or a list of ``(step, level)`` pairs, levels 1-3,
+        applied in order. Steps: ``gamma``, ``gamma_bright``,
+        ``contrast_low``, ``contrast_high``, ``unsharp``, ``equalize``,
+        ``noise``, ``blur``, ``jpeg``, ``resample`` (downsample-upsample),
+        ``crop`` (crop and rescale), ``zoom_out``, ``aspect``, ``border``,
+        ``markers``; their definitions are in ``ACQUISITION_STEPS`` of this
+        module.
     random_state : int, default=0
         Seeds each image's random choices together with its key.
     keys : sequence of str, optional

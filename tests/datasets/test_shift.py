@@ -4,12 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sklearn_cxr.datasets import (
-    ACQUISITION_PRESETS,
-    ACQUISITION_STEPS,
-    make_chest_xrays,
-    simulate_acquisition,
-)
+from sklearn_cxr.datasets import make_chest_xrays, simulate_acquisition
+from sklearn_cxr.datasets._shift import ACQUISITION_PRESETS, ACQUISITION_STEPS
 
 
 @pytest.fixture(scope="module")
