@@ -578,7 +578,7 @@ def build_transform(
     augment : bool, "geometric", "acquisition" or callable, default=True
         With ``train``: True or "geometric" adds random resized crops, small
         affine moves and brightness/contrast jitter; "acquisition" replaces
-        the jitter by :func:`~sklearn_cxr._augment.acquisition_augmentation`;
+        the jitter by ``sklearn_cxr._augment.acquisition_augmentation``;
         a callable is applied to the resized float image in [0, 1] instead
         of the built-in augmentation; False or None adds none.
     equalize : bool, default=False

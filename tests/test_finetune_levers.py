@@ -74,6 +74,7 @@ def test_acquisition_augmentation_is_in_the_training_transform_only():
     assert "RandomJPEG" not in repr(evaluation)
 
 
+@pytest.mark.slow
 def test_augmentation_changes_training_inputs_not_predictions(blobs):
     X, y, groups = blobs
     plain, rec_plain = _fit(X, y, augment=False, validation_fraction=None)
@@ -222,6 +223,7 @@ def test_bad_lever_values_are_refused(blobs, params, match):
 
 
 # ------------------------------------------------------------- persistence
+@pytest.mark.slow
 def test_levers_survive_save_and_load(blobs, tmp_path):
     X, y, _ = blobs
     clf = tiny_resnet_classifier(
