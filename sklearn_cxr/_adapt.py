@@ -451,6 +451,26 @@ def endless_batches(dataset, *, batch_size, device, num_workers, seed):
         yield from loader
 
 
+def check_deep_params(method, accelerator, coral_weight):
+    """Refuse what Deep CORAL cannot do before any work is done."""
+    if method != "deepcoral":
+        return
+    if accelerator is not None:
+        raise ValueError(
+            "adaptation='deepcoral' does not run under accelerator yet; use "
+            "adaptation='adabn' or accelerator=None."
+        )
+    if (
+        isinstance(coral_weight, bool)
+        or not isinstance(coral_weight, (int, float, np.floating, np.integer))
+        or not np.isfinite(coral_weight)
+        or coral_weight < 0
+    ):
+        raise ValueError(
+            f"coral_weight must be a finite number >= 0, got {coral_weight!r}."
+        )
+
+
 def check_target_size(split, minimum=2):
     """Refuse adaptation to a target of fewer than ``minimum`` images."""
     n = len(split.target_idx)

@@ -786,6 +786,7 @@ class PretrainedCNNClassifier(
         )
         adapt = None
         if method is not None:
+            _adapt.check_deep_params(method, self.accelerator, self.coral_weight)
             _adapt.check_target_size(split)
             adapt = (method, split, all_images.take(split.target_idx))
         y = self._check_targets(y, len(images))
