@@ -37,8 +37,9 @@ from skorch.callbacks import (
 from skorch.helper import predefined_split
 from skorch.utils import to_tensor
 
-from . import _adapt
-from ._adapt import DeepCoralMixin, DomainAwareMixin
+from . import _adapt, _adapt_finetune
+from ._adapt import DomainAwareMixin
+from ._adapt_finetune import DeepCoralMixin
 from ._backbones import CXRNetwork, build_head, load_backbone, probe_features
 from ._features import (
     PretrainedFeatures,
@@ -1097,7 +1098,9 @@ class PretrainedCNNClassifier(
         if device.startswith("cuda"):
             module.to(memory_format=torch.channels_last)
         with explain_out_of_memory(self.batch_size, self.image_size):
-            with _adapt.target_batches(self, net, adapt, train_tf, device, seed):
+            with _adapt_finetune.target_batches(
+                self, net, adapt, train_tf, device, seed
+            ):
                 net.fit(train_ds, y=None)
         if getattr(net, "interrupted_", False) and any(
             isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
@@ -1120,7 +1123,7 @@ class PretrainedCNNClassifier(
             if hasattr(callback, "best_model_weights_"):
                 callback.best_model_weights_ = None
         net.module_.eval()
-        adaptation = _adapt.fit_batchnorm_adaptation(
+        adaptation = _adapt_finetune.fit_batchnorm_adaptation(
             self, net, adapt, eval_tf, device, seed
         )
         return {
@@ -1155,7 +1158,7 @@ class PretrainedCNNClassifier(
         images = check_images(X)
         domains = _adapt.predict_domains(self, sample_domain, len(images))
         if domains is not None and self.mode_fitted_ == "finetune":
-            return _adapt.predict_per_domain(self, images, domains)
+            return _adapt_finetune.predict_per_domain(self, images, domains)
         if self.mode_fitted_ == "features":
             embeddings = self.features_.transform(images)
             if self.scaler_ is not None:

@@ -12,7 +12,7 @@ from sklearn.base import clone
 from torch import nn
 
 from sklearn_cxr import PretrainedCNNClassifier, PretrainedFeatures
-from sklearn_cxr._adapt import coral_loss
+from sklearn_cxr._adapt_finetune import coral_loss
 from sklearn_cxr.datasets import make_chest_xrays
 
 SOURCE, TARGET = 1, -2
