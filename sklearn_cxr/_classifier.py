@@ -37,8 +37,9 @@ from skorch.callbacks import (
 from skorch.helper import predefined_split
 from skorch.utils import to_tensor
 
-from . import _adapt
-from ._adapt import DeepCoralMixin, DomainAwareMixin
+from . import _adapt, _adapt_finetune
+from ._adapt import DomainAwareMixin
+from ._adapt_finetune import DeepCoralMixin
 from ._augment import check_augment, check_tta, tta_views
 from ._backbones import CXRNetwork, build_head, load_backbone, probe_features
 from ._callbacks import WeightAveraging
@@ -992,6 +993,7 @@ class PretrainedCNNClassifier(
         )
         adapt = None
         if method is not None:
+            _adapt.check_deep_params(method, self.accelerator, self.coral_weight)
             _adapt.check_target_size(split)
             adapt = (method, split, all_images.take(split.target_idx))
         y = self._check_targets(y, len(images))
@@ -1330,7 +1332,9 @@ class PretrainedCNNClassifier(
         if device.startswith("cuda"):
             module.to(memory_format=torch.channels_last)
         with explain_out_of_memory(self.batch_size, self.image_size):
-            with _adapt.target_batches(self, net, adapt, train_tf, device, seed):
+            with _adapt_finetune.target_batches(
+                self, net, adapt, train_tf, device, seed
+            ):
                 net.fit(train_ds, y=None)
         if getattr(net, "interrupted_", False) and any(
             isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
@@ -1353,7 +1357,7 @@ class PretrainedCNNClassifier(
             if hasattr(callback, "best_model_weights_"):
                 callback.best_model_weights_ = None
         net.module_.eval()
-        adaptation = _adapt.fit_batchnorm_adaptation(
+        adaptation = _adapt_finetune.fit_batchnorm_adaptation(
             self, net, adapt, eval_tf, device, seed
         )
         return {
@@ -1388,7 +1392,7 @@ class PretrainedCNNClassifier(
         images = check_images(X)
         domains = _adapt.predict_domains(self, sample_domain, len(images))
         if domains is not None and self.mode_fitted_ == "finetune":
-            return _adapt.predict_per_domain(self, images, domains)
+            return _adapt_finetune.predict_per_domain(self, images, domains)
         if self.mode_fitted_ == "features":
             views = tta_views(getattr(self, "tta", False)) or [None]
             full = np.zeros((len(images), self.n_classes_), dtype=np.float64)

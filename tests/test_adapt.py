@@ -12,7 +12,7 @@ from sklearn.base import clone
 from torch import nn
 
 from sklearn_cxr import PretrainedCNNClassifier, PretrainedFeatures
-from sklearn_cxr._adapt import coral_loss
+from sklearn_cxr._adapt_finetune import coral_loss
 from sklearn_cxr.datasets import make_chest_xrays
 
 SOURCE, TARGET = 1, -2
@@ -331,6 +331,22 @@ def test_method_of_the_other_mode_is_refused(sites):
         classifier("features", adaptation="adabn").fit(X, y, sample_domain=domains)
     with pytest.raises(ValueError, match="adaptation='nope' is not available"):
         classifier("finetune", adaptation="nope").fit(Xs, ys)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"accelerator": True}, "does not run under accelerator"),
+        ({"coral_weight": -1.0}, "coral_weight must be a finite number"),
+        ({"coral_weight": "high"}, "coral_weight must be a finite number"),
+    ],
+)
+def test_deepcoral_bad_settings_are_refused(sites, params, message):
+    Xs, ys, Xt, _ = sites
+    X, y, domains = fit_inputs(Xs, ys, Xt)
+    clf = classifier("finetune", adaptation="deepcoral", **params)
+    with pytest.raises(ValueError, match=message):
+        clf.fit(X, y, sample_domain=domains)
 
 
 def test_unknown_domain_in_predict(sites):
