@@ -164,9 +164,9 @@ def _bad_frames(tmp_path):
 
     return marker, [
         (pd.DataFrame({"image": ["not base64 !"]}), "base64"),
-        (encoded(b"hello"), "not an image"),
+        (encoded(b"hello"), "not a JPEG, PNG, TIFF or BMP image"),
         (encoded(_bomb_png()), "too large"),
-        (encoded(pickled), "not an image"),
+        (encoded(pickled), "not a JPEG, PNG, TIFF or BMP image"),
         (pd.DataFrame({"image": [str(fifo)]}), "base64"),  # never opened
         (pd.DataFrame({"pixels": [[[0, 300], [1, 2]]]}), r"\[0, 255\]"),
         # MLflow's own schema check refuses a flat list before the model

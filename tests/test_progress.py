@@ -13,7 +13,9 @@ def _clf(**params):
 
 def test_finetune_fit_and_predict_show_bars(blobs, capfd):
     X, y, groups = blobs
-    clf = _clf(mode="finetune", max_epochs=2, verbose=1).fit(X, y, groups=groups)
+    clf = _clf(
+        mode="finetune", max_epochs=2, verbose=1, validation_fraction=0.25
+    ).fit(X, y, groups=groups)
     out, err = capfd.readouterr()
     # skorch's per-batch bar on stderr; the epoch table on stdout
     assert "it/s" in err or "s/it" in err
