@@ -1,7 +1,7 @@
 """
-=================================================
+==================================================
 Adapt to a new hospital with its unlabelled X-rays
-=================================================
+==================================================
 
 A model trained at one hospital meets, at another, X-rays that went through
 another acquisition pipeline: other contrast, blur, noise, compression. Its
