@@ -20,50 +20,29 @@ This example
    :func:`~sklearn_cxr.datasets.simulate_acquisition` (the ``"moderate"``
    preset: lower contrast, blur, noise and JPEG re-compression).
 
-With the real training images of Kermany et al. (``SKLEARN_CXR_DATA``) and the
-offline ImageNet weights (``SKLEARN_CXR_WEIGHTS``) it uses 400 of them at
-96 px; otherwise synthetic images and a randomly initialised network, which
-shows the mechanics but not the size of the effect.
+It runs on the embedded sample of 407 real chest X-rays
+(:func:`~sklearn_cxr.datasets.load_sample_chest_xrays`) with the offline
+ImageNet EfficientNet-Lite0 (``weights="IMAGENET"``), in feature mode at
+128 px.
 """
 
 # %%
 # Data, split by patient
 # ----------------------
-import os
 import shutil
 import tempfile
 
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import make_scorer, recall_score, roc_auc_score
-from sklearn.model_selection import (
-    StratifiedGroupKFold,
-    TunedThresholdClassifierCV,
-    train_test_split,
-)
+from sklearn.model_selection import StratifiedGroupKFold, TunedThresholdClassifierCV
 
 from sklearn_cxr import PretrainedCNNClassifier
-from sklearn_cxr.datasets import (
-    load_chest_xray,
-    make_chest_xrays,
-    simulate_acquisition,
-)
+from sklearn_cxr.datasets import load_sample_chest_xrays, simulate_acquisition
 
-data_dir = os.environ.get("SKLEARN_CXR_DATA", "")
-weights = os.environ.get("SKLEARN_CXR_WEIGHTS")
-real = os.path.isdir(data_dir) and weights is not None and os.path.isfile(weights)
-if real:
-    data = load_chest_xray(data_dir, return_paths=True)
-    keep, _ = train_test_split(
-        np.arange(len(data.paths)), train_size=400, stratify=data.target,
-        random_state=0,
-    )
-    X, groups = data.paths[keep], data.groups[keep]
-    y = data.target_names[data.target[keep]]
-else:
-    data = make_chest_xrays(n_samples=200, image_size=64, random_state=0)
-    X, groups = data.images, data.groups
-    y = data.target_names[data.target]
+data = load_sample_chest_xrays(return_paths=True)
+X, groups = data.paths, data.groups
+y = data.target_names[data.target]
 
 outer = StratifiedGroupKFold(n_splits=4, shuffle=True, random_state=0)
 train, test = next(outer.split(X, y, groups))
@@ -90,10 +69,10 @@ fig.tight_layout()
 # --------------------------------------------------------------
 cache = tempfile.mkdtemp(prefix="sklearn_cxr_shift_")
 clf = PretrainedCNNClassifier(
-    backbone="timm:tf_efficientnet_lite0" if real else "resnet18",
-    weights=weights if real else None,
+    backbone="timm:tf_efficientnet_lite0",
+    weights="IMAGENET",
     mode="features",
-    image_size=96 if real else 64,
+    image_size=128,
     memory=cache,
     random_state=0,
 )
