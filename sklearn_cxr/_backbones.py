@@ -150,13 +150,7 @@ def check_backbone_name(backbone, weights="DEFAULT"):
         weights = None
     if backbone.startswith("timm:"):
         name = backbone[5:]
-        timm = _import_timm(f"use the backbone {backbone!r}")
-        if not timm.is_model(name):
-            raise ValueError(
-                f"Unknown timm backbone {name!r}.{_suggest_backbone(name)} See "
-                "sklearn_cxr.list_backbones('timm')."
-            )
-        _check_timm_weights(name, weights)
+        _checked_timm(name, weights)
         if weights == OFFLINE_NAME:
             _package_file_check(name)
         return
@@ -523,7 +517,8 @@ def _load_torchvision(name, weights):
     return model, mean, std, interpolation
 
 
-def _load_timm(name, weights):
+def _checked_timm(name, weights):
+    """timm, once ``name`` is a timm model and ``weights`` fit it."""
     timm = _import_timm(f"use the backbone 'timm:{name}'")
     if not timm.is_model(name):
         raise ValueError(
@@ -531,6 +526,11 @@ def _load_timm(name, weights):
             "sklearn_cxr.list_backbones('timm')."
         )
     _check_timm_weights(name, weights)
+    return timm
+
+
+def _load_timm(name, weights):
+    timm = _checked_timm(name, weights)
     if weights == OFFLINE_NAME:
         model = timm.create_model(name, pretrained=False)
         state, source = offline_state_dict(name, model)
