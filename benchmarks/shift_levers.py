@@ -20,7 +20,19 @@ Variants (``VARIANTS``): ``base`` (today's defaults, 224 px), ``equalize``,
 ``stretch`` (per-image 1-99 percentile stretch), ``zscore`` (per-image
 standardisation to mean 0.5, std 0.2), ``crop90``/``crop80`` (central crop of
 that fraction), ``px128``/``px160``/``px288``, ``lite2`` (EfficientNet-Lite2 at 260 px),
-``tta_flip`` (mean embedding of the image and its mirror).
+``tta_flip`` (mean embedding of the image and its mirror), ``lowpass128``
+(down to 128 px and back up before embedding: removes the high-frequency
+detail that noise, sharpening and JPEG change), ``median3`` (3x3 median
+filter), ``blur1`` (Gaussian blur, sigma 1).
+
+``--train-aug K`` adds K copies of every training image through
+:func:`sklearn_cxr._augment.acquisition_augmentation` (the training-time
+``augment="acquisition"``) to the head's training embeddings; CV then fits on
+the augmented training folds and scores the original images of the held-out
+fold. The augmentation draws from the same families as the ``mild`` and
+``moderate`` presets (noise, JPEG, contrast), so its figures there are
+optimistic; ``heldout`` (resampling, unsharp masking, a border and markers:
+no step drawn by the augmentation except sharpening) is the fairer check.
 """
 
 from __future__ import annotations
@@ -68,6 +80,46 @@ def _crop(fraction):
     return crop
 
 
+def _lowpass(size):
+    from PIL import Image
+
+    def lowpass(img):
+        h, w = img.shape[:2]
+        small = Image.fromarray(img).resize((size, size), Image.BILINEAR,
+                                            reducing_gap=None)
+        return np.asarray(small.resize((w, h), Image.BICUBIC))
+    return lowpass
+
+
+def _median3(img):
+    from PIL import Image, ImageFilter
+
+    return np.asarray(Image.fromarray(img).filter(ImageFilter.MedianFilter(3)))
+
+
+def _blur1(img):
+    from PIL import Image, ImageFilter
+
+    return np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(1)))
+
+
+def _augmented_copies(arrays, copies, seed):
+    """``copies`` acquisition-augmented uint8 versions of each 2-D array."""
+    import torch
+
+    from sklearn_cxr._augment import acquisition_augmentation
+
+    transform = acquisition_augmentation()
+    torch.manual_seed(seed)
+    out = []
+    for _ in range(copies):
+        for a in arrays:
+            x = torch.from_numpy(np.array(a, dtype=np.float32) / 255)[None]
+            y = transform(x)[0].clamp(0, 1).mul(255).round().to(torch.uint8)
+            out.append(y.numpy())
+    return out
+
+
 def _flip(img):
     return np.ascontiguousarray(img[:, ::-1])
 
@@ -86,12 +138,19 @@ VARIANTS = {
                "image_size": 260}, None),
     "tta_flip": ({}, None),  # base embeddings averaged with mirrored ones
     "equalize_crop90": ({"equalize": True}, _crop(0.9)),
+    "lowpass128": ({}, _lowpass(128)),
+    "median3": ({}, _median3),
+    "blur1": ({}, _blur1),
 }
+
+#: A pipeline of steps the training augmentation does not draw (see above).
+HELDOUT_PRESET = [("resample", 2), ("unsharp", 2), ("border", 1), ("markers", 1)]
 
 HEADS = {
     "C=1,balanced": dict(C=1.0, class_weight="balanced"),
     "C=0.1,balanced": dict(C=0.1, class_weight="balanced"),
     "C=0.01,balanced": dict(C=0.01, class_weight="balanced"),
+    "C=0.001,balanced": dict(C=0.001, class_weight="balanced"),
     "C=1,none": dict(C=1.0, class_weight=None),
 }
 
@@ -127,13 +186,22 @@ def _metrics(model, E, y):
     return _common.binary_metrics(y, p)
 
 
-def _cv(head, E, y, groups):
-    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+def _cv(head, E, y, groups, E_aug=None):
+    """Grouped 5-fold CV; ``E_aug`` (copies x n x d) joins the training folds."""
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedGroupKFold
 
     cv = StratifiedGroupKFold(5, shuffle=True, random_state=0)
-    proba = cross_val_predict(head, E, y, cv=cv, groups=groups,
-                              method="predict_proba")
-    return _common.binary_metrics(y, proba[:, 1])  # classes sorted: PNEUMONIA
+    proba = np.zeros(len(y))
+    for tr, va in cv.split(E, y, groups):
+        E_fit, y_fit = E[tr], y[tr]
+        if E_aug is not None:
+            E_fit = np.concatenate([E_fit, *(c[tr] for c in E_aug)])
+            y_fit = np.concatenate([y_fit] * (1 + len(E_aug)))
+        model = clone(head).fit(E_fit, y_fit)
+        proba[va] = model.predict_proba(E[va])[
+            :, list(model.classes_).index("PNEUMONIA")]
+    return _common.binary_metrics(y, proba)
 
 
 def run(args):
@@ -144,7 +212,8 @@ def run(args):
     y_tr, y_te = data["y"][train], data["y"][test]
     train_paths = list(data["paths"][train])  # shares the cache of path runs
     train_arrays = shift.shifted(train_paths, "none", args.seed)
-    tests = {p: shift.shifted(data["paths"][test], p, args.seed)
+    tests = {p: shift.shifted(data["paths"][test],
+                              HELDOUT_PRESET if p == "heldout" else p, args.seed)
              for p in args.presets}
     results = {"n_train": len(train), "n_test": len(test), "seed": args.seed,
                "presets": args.presets, "variants": {},
@@ -157,11 +226,21 @@ def run(args):
         E_tr = _embed(features, train_arrays if prep or flip else train_paths,
                       prep, flip)
         E_te = {p: _embed(features, a, prep, flip) for p, a in tests.items()}
-        out = {"embed_seconds": time.perf_counter() - start, "heads": {}}
+        E_aug = None
+        if args.train_aug:
+            copies = _augmented_copies(train_arrays, args.train_aug, args.seed)
+            E_aug = _embed(features, copies, prep, flip).reshape(
+                args.train_aug, len(train), -1)
+        out = {"embed_seconds": time.perf_counter() - start, "heads": {},
+               "train_aug": args.train_aug}
         for head_name in args.heads:
             head = _head(**HEADS[head_name])
-            row = {"cv": _cv(head, E_tr, y_tr, data["groups"][train])}
-            head.fit(E_tr, y_tr)
+            row = {"cv": _cv(head, E_tr, y_tr, data["groups"][train], E_aug)}
+            if E_aug is None:
+                head.fit(E_tr, y_tr)
+            else:
+                head.fit(np.concatenate([E_tr, *E_aug]),
+                         np.concatenate([y_tr] * (1 + args.train_aug)))
             for p, E in E_te.items():
                 row[f"proxy:{p}"] = _metrics(head, E, y_te)
             out["heads"][head_name] = row
@@ -180,7 +259,12 @@ def main(argv=None):
                         choices=sorted(VARIANTS))
     parser.add_argument("--heads", nargs="+", default=list(HEADS),
                         choices=list(HEADS))
-    parser.add_argument("--presets", nargs="+", default=["none", "moderate"])
+    parser.add_argument("--presets", nargs="+", default=["none", "moderate"],
+                        help="acquisition presets of the test images, or "
+                        "'heldout' (steps the training augmentation lacks)")
+    parser.add_argument("--train-aug", type=int, default=0, metavar="K",
+                        help="add K acquisition-augmented copies of each "
+                        "training image to the head's training set")
     parser.add_argument("--n-train", type=int, default=None)
     parser.add_argument("--n-test", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)

@@ -179,3 +179,24 @@ def test_calibrated_classifier():
     assert len(calibrated.calibrated_classifiers_) == 2
     # Calibrated probabilities still rank the bright squares first.
     assert np.mean(calibrated.predict(X) == y) > 0.7
+
+
+@pytest.mark.parametrize("data", ["arrays"], indirect=True)
+def test_soft_voting_ensemble_of_seeds_and_sizes(data):
+    # The documented way to ensemble seeds or backbones (user guide).
+    from sklearn.base import clone
+    from sklearn.ensemble import VotingClassifier
+
+    X, y, _ = data
+    members = [
+        ("seed0", _clf("features")),
+        ("seed1_40px", _clf("features", random_state=1, image_size=40)),
+    ]
+    ensemble = VotingClassifier(members, voting="soft").fit(X, y)
+    assert ensemble.classes_.tolist() == ["NORMAL", "PNEUMONIA"]
+    proba = ensemble.predict_proba(X)
+    # Each member alone, fitted on the labels VotingClassifier hands it.
+    alone = [clone(m).fit(X, y).predict_proba(X) for _, m in members]
+    np.testing.assert_allclose(proba, np.mean(alone, axis=0), atol=1e-6)
+    assert set(ensemble.predict(X)) <= {"NORMAL", "PNEUMONIA"}
+    assert np.mean(ensemble.predict(X) == y) > 0.7
