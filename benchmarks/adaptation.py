@@ -80,6 +80,14 @@ def pneumonia_proba(model, X, **kwargs):
     return proba[:, list(model.classes_).index("PNEUMONIA")]
 
 
+def _detail(args):
+    """``detail_size`` when given (releases before it have no such parameter)."""
+    if args.detail_size is None:
+        return {}
+    return {"detail_size": None if args.detail_size == "none" else
+            args.detail_size if args.detail_size == "auto" else int(args.detail_size)}
+
+
 def run_features(args, data, train, test, target_paths):
     from sklearn.linear_model import LogisticRegression
 
@@ -101,6 +109,7 @@ def run_features(args, data, train, test, target_paths):
             memory=str(shift.EMBED_CACHE),
             random_state=args.seed,
             adaptation=adaptation,
+            **_detail(args),
         )
         start = time.perf_counter()
         model.fit(X, y, sample_domain=domains)
@@ -184,6 +193,9 @@ def main(argv=None):
     parser.add_argument("--n-test", type=int, default=None)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--C", type=float, default=0.01)
+    parser.add_argument("--detail-size", default=None,
+                        help="feature mode's detail_size: an integer, 'auto' "
+                        "or 'none' (default: the package's default)")
     parser.add_argument("--max-epochs", type=int, default=4)
     parser.add_argument("--coral-weight", type=float, default=1.0)
     parser.add_argument("--methods", nargs="+", default=["adabn", "deepcoral"])

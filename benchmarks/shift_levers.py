@@ -23,7 +23,9 @@ that fraction), ``px128``/``px160``/``px288``, ``lite2`` (EfficientNet-Lite2 at 
 ``tta_flip`` (mean embedding of the image and its mirror), ``lowpass128``
 (down to 128 px and back up before embedding: removes the high-frequency
 detail that noise, sharpening and JPEG change), ``median3`` (3x3 median
-filter), ``blur1`` (Gaussian blur, sigma 1).
+filter), ``blur1`` (Gaussian blur, sigma 1), ``detail128`` (the package's
+``detail_size=128``, feature mode's default: what ``lowpass128`` does, by the
+estimator's own transform).
 
 ``--train-aug K`` adds K copies of every training image through
 :func:`sklearn_cxr._augment.acquisition_augmentation` (the training-time
@@ -141,6 +143,7 @@ VARIANTS = {
     "lowpass128": ({}, _lowpass(128)),
     "median3": ({}, _median3),
     "blur1": ({}, _blur1),
+    "detail128": ({"detail_size": 128}, None),
 }
 
 #: A pipeline of steps the training augmentation does not draw (see above).
@@ -158,8 +161,11 @@ HEADS = {
 def _features(params):
     from sklearn_cxr import PretrainedFeatures
 
+    # detail_size=None: the variants compare preprocessings of the full
+    # 224 px image; "detail128" is the package's own feature-mode default
     base = dict(backbone=_common.BACKBONE, weights=str(_common.WEIGHTS),
-                image_size=224, memory=str(shift.EMBED_CACHE), random_state=0)
+                image_size=224, memory=str(shift.EMBED_CACHE), random_state=0,
+                detail_size=None)
     base.update(params)
     return PretrainedFeatures(**base).fit()
 
