@@ -90,9 +90,9 @@ def test_demo_checks_names_before_reading_data(tmp_path, capsys, monkeypatch):
 
 
 def test_train_checks_names_before_reading_data(tmp_path, capsys, monkeypatch):
-    from sklearn_cxr import _cli
+    from sklearn_cxr._cli import _train
 
-    monkeypatch.setattr(_cli, "_load_data_folder", None)  # any use would fail
+    monkeypatch.setattr(_train, "load_data_folder", None)  # any use would fail
     status, _, err = run(
         ["train", tmp_path, "--out", tmp_path / "m.cxr", "--backbone",
          "efficientnet_lite0"],
