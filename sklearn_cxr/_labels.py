@@ -38,7 +38,7 @@ def resolve_positive_label(labels, positive_label=None):
     3. Of two labels, the one beside a no-disease label
        (:data:`NO_DISEASE_NAMES`: ``normal``, ``healthy``, ``negative``,
        ``no finding``, any case): with ``["healthy", "sick"]``, ``"sick"``.
-    4. ``1`` of the integer labels ``0`` and ``1`` (``True`` of booleans).
+    4. ``1`` of the numeric labels ``0`` and ``1`` (``True`` of booleans).
 
     Anything else is refused rather than guessed: the alphabetical order of
     two names says nothing about which is the disease (``["abnormal",
@@ -91,7 +91,7 @@ def resolve_positive_label(labels, positive_label=None):
         if len(normal) == 1:
             return next(v for v in values if v is not normal[0])
     if 1 in values and all(
-        isinstance(v, (bool, int)) and v in (0, 1) for v in values
+        isinstance(v, (bool, int, float)) and v in (0, 1) for v in values
     ):
         return values[values.index(1)]
     raise ValueError(

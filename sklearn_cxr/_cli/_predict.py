@@ -9,7 +9,8 @@ import sys
 
 import numpy as np
 
-from .._images import IMAGE_EXTENSIONS, list_image_files, read_image
+from .._image_files import list_image_files
+from .._images import IMAGE_EXTENSIONS, read_image
 from .._labels import plain_label, resolve_positive_label
 from ._common import (
     EXIT_SKIPPED,

@@ -13,7 +13,8 @@ from joblib import Parallel, delayed
 from PIL import Image
 from sklearn.utils import Bunch
 
-from .._images import IMAGE_EXTENSIONS, list_image_files, read_image
+from .._image_files import list_image_files
+from .._images import IMAGE_EXTENSIONS, read_image
 from ._base import (
     RemoteFileMetadata,
     _data_subdir,
