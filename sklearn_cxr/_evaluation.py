@@ -19,7 +19,7 @@ from sklearn.metrics import (
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length
 
-from ._labels import resolve_positive_label
+from ._labels import NO_DISEASE_NAMES, resolve_positive_label
 
 __all__ = ["ClinicalReport", "MetricEstimate", "clinical_report", "binary_scores"]
 
@@ -349,7 +349,8 @@ def binary_scores(classes, proba, y_true, positive_label=None):
         True labels.
     positive_label : object, default=None
         The disease; see :func:`~sklearn_cxr._labels.resolve_positive_label`.
-        With more than two classes, one of them ``"NORMAL"`` (any case), every
+        With more than two classes, one of them ``"NORMAL"`` (any case, or
+        another of :data:`~sklearn_cxr._labels.NO_DISEASE_NAMES`), every
         other class is the disease, called ``positive_label`` (default
         ``"PNEUMONIA"``) and scored by ``1 - P(normal)``.
 
@@ -370,11 +371,13 @@ def binary_scores(classes, proba, y_true, positive_label=None):
         return np.asarray(y_true), score, positive_label
     # Several classes (e.g. NORMAL / BACTERIA / VIRUS): disease is anything
     # but the normal class.
-    normal = [c for c in class_list if str(c).lower() == "normal"]
-    if not normal:
+    normal = [c for c in class_list if str(c).lower() in NO_DISEASE_NAMES]
+    if len(normal) != 1:
         raise ValueError(
-            f"The model has {len(classes)} classes {class_list} and none is "
-            "'NORMAL'; the clinical report is binary. Evaluate a binary model."
+            f"The model has {len(classes)} classes {class_list} and "
+            f"{'none is' if not normal else 'several are'} 'NORMAL' (or "
+            f"another no-disease name: {', '.join(NO_DISEASE_NAMES)}); the "
+            "clinical report is binary. Evaluate a binary model."
         )
     negative = normal[0]
     positive = "PNEUMONIA" if positive_label is None else positive_label

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from ._images import check_images
-from ._labels import plain_label, resolve_positive_label
+from ._labels import NO_DISEASE_NAMES, plain_label, resolve_positive_label
 
 __all__ = ["write_report_figures", "save_gradcam_examples"]
 
@@ -188,7 +188,8 @@ def save_gradcam_examples(
     explained = resolve_positive_label(classes) if len(classes) == 2 else None
     if explained is None:
         explained = next(
-            (c for c in classes if str(c).lower() != "normal"), classes[-1]
+            (c for c in classes if str(c).lower() not in NO_DISEASE_NAMES),
+            classes[-1],
         )
     rng = np.random.RandomState(random_state)
     chosen = []

@@ -156,3 +156,18 @@ def test_metrics_draw_nothing():
     }
     assert not drawing
     assert "._labels" in imported  # the one positive-label rule
+
+
+def test_binary_scores_of_more_classes_use_the_no_disease_names():
+    from sklearn_cxr._evaluation import binary_scores
+
+    proba = np.array([[0.1, 0.8, 0.1], [0.5, 0.2, 0.3], [0.1, 0.3, 0.6]])
+    y = np.array(["healthy", "bacterial", "viral"])
+    y_binary, score, positive = binary_scores(
+        ["bacterial", "healthy", "viral"], proba, y
+    )
+    assert positive == "PNEUMONIA"
+    assert y_binary.tolist() == ["healthy", "PNEUMONIA", "PNEUMONIA"]
+    np.testing.assert_allclose(score, [0.2, 0.8, 0.7])
+    with pytest.raises(ValueError, match="several are 'NORMAL'"):
+        binary_scores(["healthy", "normal", "viral"], proba, y)
