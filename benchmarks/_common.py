@@ -1,5 +1,10 @@
 """Shared helpers of the benchmarks: data paths, labels, patient groups, splits,
-metrics and machine description. Not part of the package."""
+metrics and machine description. Not part of the package.
+
+Paths of the machine (the data folder, the weights file) come from each
+script's ``--data`` / ``--weights`` options or from ``SKLEARN_CXR_DATA`` /
+``SKLEARN_CXR_WEIGHTS``; there are no defaults.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
-DATA_DIR = Path(
-    os.environ.get("SKLEARN_CXR_DATA", "/work/shared/data/chest_xray_224/train")
-)
-WEIGHTS = Path(
-    os.environ.get(
+# The machine's paths come from the command line or the environment only:
+# name -> (option, environment variable, what it is).
+PATHS = {
+    "DATA_DIR": (
+        "--data",
+        "SKLEARN_CXR_DATA",
+        "the Kermany training folder holding NORMAL/ and PNEUMONIA/",
+    ),
+    "WEIGHTS": (
+        "--weights",
         "SKLEARN_CXR_WEIGHTS",
-        "/work/shared/weights/efficientnet_lite0_imagenet_timm.pth",
-    )
-)
+        "the offline ImageNet EfficientNet-Lite0 state dict, "
+        "efficientnet_lite0_imagenet_timm.pth",
+    ),
+}
+_GIVEN = {}
 BACKBONE = "timm:tf_efficientnet_lite0"
 CACHE_DIR = Path(
     os.environ.get(
@@ -50,17 +62,60 @@ def parse_name(name):
     raise ValueError(f"Unexpected file name {name!r} in the Kermany data set.")
 
 
-def load_data(data_dir=DATA_DIR):
+def add_path_arguments(parser):
+    """``--data DIR`` and ``--weights FILE``, defaulting to the environment."""
+    for name, (option, env, what) in PATHS.items():
+        parser.add_argument(
+            option,
+            metavar="DIR" if name == "DATA_DIR" else "FILE",
+            default=None,
+            help=f"{what} (default: ${env})",
+        )
+    return parser
+
+
+def set_paths(args):
+    """Use the ``--data`` / ``--weights`` of parsed ``args`` where given."""
+    for name, (option, _, _) in PATHS.items():
+        value = getattr(args, option.lstrip("-"), None)
+        if value is not None:
+            _GIVEN[name] = Path(value).expanduser()
+
+
+def path(name):
+    """The path ``name`` (``"DATA_DIR"`` or ``"WEIGHTS"``): the option given,
+    else its environment variable; a clear error when neither is set."""
+    if name in _GIVEN:
+        return _GIVEN[name]
+    option, env, what = PATHS[name]
+    value = os.environ.get(env)
+    if not value:
+        raise SystemExit(
+            f"No {option.lstrip('-')} path: pass {option} PATH or set {env}=PATH "
+            f"({what})."
+        )
+    return Path(value).expanduser()
+
+
+def __getattr__(name):
+    # _common.DATA_DIR and _common.WEIGHTS, resolved when first used
+    if name in PATHS:
+        return path(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_data(data_dir=None):
     """Paths, binary labels, subtype labels, patient groups, acquisition batch.
 
-    Uses :func:`sklearn_cxr.datasets.load_chest_xray` when it exists, for the
-    paths and labels; groups are parsed from the file names either way.
+    ``data_dir`` defaults to ``--data`` / ``$SKLEARN_CXR_DATA``; groups are
+    parsed from the file names.
     """
-    data_dir = Path(data_dir)
+    data_dir = path("DATA_DIR") if data_dir is None else Path(data_dir)
     if not data_dir.is_dir():
+        option, env, what = PATHS["DATA_DIR"]
         raise SystemExit(
-            f"Data folder {data_dir} not found; set SKLEARN_CXR_DATA to the "
-            "train/ folder holding NORMAL/ and PNEUMONIA/."
+            f"Data folder {data_dir} not found; pass {option} DIR or set {env} "
+            f"to {what}."
         )
     paths = sorted(
         str(p)

@@ -371,7 +371,9 @@ def main(argv=None):
     parser.add_argument("--check-equivalence", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="results JSON file name")
+    _common.add_path_arguments(parser)
     args = parser.parse_args(argv)
+    _common.set_paths(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("sklearn_cxr").setLevel(logging.WARNING)
 

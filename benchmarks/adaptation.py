@@ -200,7 +200,9 @@ def main(argv=None):
     parser.add_argument("--coral-weight", type=float, default=1.0)
     parser.add_argument("--methods", nargs="+", default=["adabn", "deepcoral"])
     parser.add_argument("--out", default=None)
+    _common.add_path_arguments(parser)
     args = parser.parse_args(argv)
+    _common.set_paths(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     data = shift.load_data()

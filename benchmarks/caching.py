@@ -83,7 +83,9 @@ def main(argv=None):
     parser.add_argument("--backbone", default=_common.BACKBONE)
     parser.add_argument("--random-weights", action="store_true")
     parser.add_argument("--synthetic", action="store_true")
+    _common.add_path_arguments(parser)
     args = parser.parse_args(argv)
+    _common.set_paths(args)
     logging.basicConfig(level=logging.WARNING)
 
     X, y, groups, source = load_images(args)

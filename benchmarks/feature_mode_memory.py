@@ -37,7 +37,9 @@ def main(argv=None):
     parser.add_argument("--in-chans", type=int, default=3)
     parser.add_argument("--cache", action="store_true")
     parser.add_argument("--limit", type=int, default=None, help="first N images")
+    _common.add_path_arguments(parser)
     args = parser.parse_args(argv)
+    _common.set_paths(args)
     logging.basicConfig(level=logging.INFO)
 
     import numpy as np

@@ -172,7 +172,9 @@ def main(argv=None):
                         help="also score the test images through these presets "
                         "of the acquisition-shift proxy (mild, moderate, severe)")
     parser.add_argument("--out", required=True)
+    _common.add_path_arguments(parser)
     args = parser.parse_args(argv)
+    _common.set_paths(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     data = _common.load_data()

@@ -119,7 +119,9 @@ def main(argv=None):
                         help="JSON of PretrainedCNNClassifier parameters")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None)
+    _common.add_path_arguments(parser)
     args = parser.parse_args(argv)
+    _common.set_paths(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     return run(args)
 

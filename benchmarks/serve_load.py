@@ -28,8 +28,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import _common
 import numpy as np
-from _common import BACKBONE, WEIGHTS, load_data, machine, save_json
+from _common import BACKBONE, load_data, machine, save_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +99,9 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1,
                         help="server worker processes")
+    _common.add_path_arguments(parser)
     args = parser.parse_args(argv)
+    _common.set_paths(args)
     if args.requests > 500:
         raise SystemExit("--requests is capped at 500: this is a bounded test.")
 
@@ -114,7 +117,7 @@ def main(argv=None):
     train = order[: args.n_train]
     sent = order[args.n_train : args.n_train + args.distinct]
     clf = PretrainedCNNClassifier(
-        backbone=BACKBONE, weights=str(WEIGHTS), mode="features",
+        backbone=BACKBONE, weights=str(_common.WEIGHTS), mode="features",
         image_size=args.image_size, random_state=0,
     ).fit(data["paths"][train], data["y"][train])
     sent_paths = data["paths"][sent].tolist()

@@ -241,7 +241,9 @@ def main(argv=None):
     parser.add_argument("--params", default=None,
                         help="JSON of PretrainedCNNClassifier parameters")
     parser.add_argument("--out", default=None)
+    _common.add_path_arguments(parser)
     args = parser.parse_args(argv)
+    _common.set_paths(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.command == "export":
         if not args.out:

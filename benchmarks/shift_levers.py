@@ -55,10 +55,16 @@ import shift  # noqa: E402
 
 logger = logging.getLogger("shift_levers")
 
-LITE2 = Path(os.environ.get(
-    "SKLEARN_CXR_WEIGHTS_LITE2",
-    str(Path(_common.WEIGHTS).parent / "efficientnet_lite2_imagenet_timm.pth"),
-))
+LITE2_ENV = "SKLEARN_CXR_WEIGHTS_LITE2"
+
+
+def _lite2_weights():
+    """$SKLEARN_CXR_WEIGHTS_LITE2, else efficientnet_lite2_imagenet_timm.pth
+    beside the Lite0 weights (``--weights`` / ``$SKLEARN_CXR_WEIGHTS``)."""
+    value = os.environ.get(LITE2_ENV)
+    if value:
+        return str(Path(value).expanduser())
+    return str(_common.WEIGHTS.parent / "efficientnet_lite2_imagenet_timm.pth")
 
 
 # ---------------------------------------------------- array preprocessings
@@ -136,7 +142,7 @@ VARIANTS = {
     "px128": ({"image_size": 128}, None),
     "px160": ({"image_size": 160}, None),
     "px288": ({"image_size": 288}, None),
-    "lite2": ({"backbone": "timm:tf_efficientnet_lite2", "weights": str(LITE2),
+    "lite2": ({"backbone": "timm:tf_efficientnet_lite2", "weights": "LITE2",
                "image_size": 260}, None),
     "tta_flip": ({}, None),  # base embeddings averaged with mirrored ones
     "equalize_crop90": ({"equalize": True}, _crop(0.9)),
@@ -167,6 +173,8 @@ def _features(params):
                 image_size=224, memory=str(shift.EMBED_CACHE), random_state=0,
                 detail_size=None)
     base.update(params)
+    if base["weights"] == "LITE2":
+        base["weights"] = _lite2_weights()
     return PretrainedFeatures(**base).fit()
 
 
@@ -275,7 +283,9 @@ def main(argv=None):
     parser.add_argument("--n-test", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None)
+    _common.add_path_arguments(parser)
     args = parser.parse_args(argv)
+    _common.set_paths(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     return run(args)
 

@@ -227,7 +227,9 @@ def main(argv=None):
         "--backbone", default=_common.BACKBONE,
         help="timm:tf_efficientnet_lite0 (offline weights) or resnet18 (random)",
     )
+    _common.add_path_arguments(parser)
     args = parser.parse_args(argv)
+    _common.set_paths(args)
     n = args.n_images or (64 if args.quick else 256)
     size = args.image_size or (128 if args.quick else 224)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -1,10 +1,12 @@
-"""Clinical evaluation: sensitivity, specificity, ROC AUC with bootstrap CIs."""
+"""Clinical metrics: sensitivity, specificity, ROC AUC with bootstrap CIs.
+
+Numbers only: the figures are drawn by :mod:`sklearn_cxr._figures` and
+:func:`~sklearn_cxr.evaluate_classifier` (in :mod:`sklearn_cxr._report`)
+puts both together.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,11 +17,11 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_consistent_length, check_is_fitted
+from sklearn.utils.validation import check_consistent_length
 
-__all__ = ["ClinicalReport", "clinical_report", "evaluate_classifier"]
+from ._labels import NO_DISEASE_NAMES, resolve_positive_label
 
-logger = logging.getLogger(__name__)
+__all__ = ["ClinicalReport", "MetricEstimate", "clinical_report", "binary_scores"]
 
 METRICS = ("accuracy", "sensitivity", "specificity", "roc_auc")
 
@@ -132,26 +134,6 @@ def _plain(value):
     return value
 
 
-def _default_positive(labels):
-    """The positive label when none is given.
-
-    "PNEUMONIA"; else the other label of a pair with "normal" (any case);
-    else 1 (or True) of a 0/1 pair.
-    """
-    values = np.asarray(labels).tolist()
-    if "PNEUMONIA" in values:
-        return "PNEUMONIA"
-    normal = [v for v in values if str(v).lower() == "normal"]
-    if len(values) == 2 and len(normal) == 1:
-        return next(v for v in values if v is not normal[0])
-    if 1 in values and all(v in (0, 1) for v in values):
-        return values[values.index(1)]
-    raise ValueError(
-        f"Cannot tell which label is positive among {values}; pass "
-        "positive_label=<the label of the disease>."
-    )
-
-
 def _point_metrics(y_pos, y_pred, score, weight=None):
     """Accuracy, sensitivity, specificity and ROC AUC of binary arrays."""
     values = {
@@ -236,8 +218,10 @@ def clinical_report(
         Score of the positive class, such as ``predict_proba(X)[:, k]`` where
         ``classes_[k] == positive_label``.
     positive_label : object, default=None
-        The label of the disease. None picks ``"PNEUMONIA"``, else the label
-        paired with ``"NORMAL"`` (any case), else ``1`` (or ``True``).
+        The label of the disease. None applies the package's rule (see
+        :ref:`positive-label`): ``"PNEUMONIA"`` (any case), else the label
+        paired with a no-disease label such as ``"NORMAL"`` or ``"healthy"``,
+        else ``1`` (or ``True``); other labels must be named.
     groups : array-like of shape (n_samples,), default=None
         Patient id of each image; the bootstrap then resamples patients.
     threshold : float, default=0.5
@@ -257,7 +241,8 @@ def clinical_report(
 
     See Also
     --------
-    evaluate_classifier : the same from a fitted classifier and images.
+    sklearn_cxr.evaluate_classifier : the same from a fitted classifier and
+        images.
 
     Examples
     --------
@@ -288,13 +273,8 @@ def clinical_report(
             f"y_true has {len(labels)} classes {labels.tolist()}; the clinical "
             "report is binary. Map the labels to disease / no disease first."
         )
-    if positive_label is None:
-        positive_label = _default_positive(labels)
-    elif positive_label not in set(labels.tolist()) and len(labels) == 2:
-        raise ValueError(
-            f"positive_label={positive_label!r} is not one of the labels "
-            f"{labels.tolist()}."
-        )
+    if positive_label is None or len(labels) == 2:
+        positive_label = resolve_positive_label(labels, positive_label)
     others = [label for label in labels.tolist() if label != positive_label]
     negative_label = others[0] if others else f"not {positive_label}"
     if not 0 < confidence < 1:
@@ -356,192 +336,51 @@ def clinical_report(
     )
 
 
-def _positive_scores(estimator, proba, positive_label, y_true):
-    """Binary view of a classifier's output: (y_true_binary, score, labels)."""
-    classes = estimator.classes_
-    class_list = classes.tolist()
-    if len(classes) == 2:
-        if positive_label is None:
-            positive_label = _default_positive(classes)
-        if positive_label not in class_list:
-            raise ValueError(
-                f"positive_label={positive_label!r} is not one of the classes "
-                f"{class_list} of the model."
-            )
-        return y_true, proba[:, class_list.index(positive_label)], positive_label
-    # Several classes (e.g. NORMAL / BACTERIA / VIRUS): disease is anything
-    # but the normal class.
-    normal = [c for c in class_list if str(c).lower() == "normal"]
-    if not normal:
-        raise ValueError(
-            f"The model has {len(classes)} classes {class_list} and none is "
-            "'NORMAL'; the clinical report is binary. Evaluate a binary model."
-        )
-    negative = normal[0]
-    positive = "PNEUMONIA" if positive_label is None else positive_label
-    score = 1.0 - proba[:, class_list.index(negative)]
-    y_binary = np.where(np.asarray(y_true) == negative, negative, positive)
-    return y_binary, score, positive
-
-
-def evaluate_classifier(
-    estimator,
-    X,
-    y,
-    *,
-    groups=None,
-    positive_label=None,
-    threshold=0.5,
-    n_bootstrap=1000,
-    confidence=0.95,
-    random_state=None,
-    report_dir=None,
-    n_gradcam=8,
-):
-    """Clinical report of a fitted classifier on images, optionally with plots.
+def binary_scores(classes, proba, y_true, positive_label=None):
+    """Binary view of a classifier's output: disease against the rest.
 
     Parameters
     ----------
-    estimator : fitted classifier with ``predict_proba``
-        Typically a :class:`PretrainedCNNClassifier`. A model with more than
-        two classes, one of them ``"NORMAL"`` (any case), is evaluated as
-        disease (any other class, called ``positive_label``, by default
-        ``"PNEUMONIA"``) versus normal, scored by ``1 - P(normal)``.
-    X : images
-        Anything the estimator accepts (paths, arrays...).
-    y : array-like of shape (n_samples,)
+    classes : array-like of shape (n_classes,)
+        The classifier's ``classes_``.
+    proba : ndarray of shape (n_samples, n_classes)
+        Its ``predict_proba``.
+    y_true : array-like of shape (n_samples,)
         True labels.
-    groups : array-like of shape (n_samples,), default=None
-        Patient ids; the bootstrap resamples patients.
     positive_label : object, default=None
-        See :func:`clinical_report`.
-    threshold, n_bootstrap, confidence, random_state
-        See :func:`clinical_report`.
-    report_dir : str or os.PathLike, default=None
-        Folder to write ``roc_curve.png``, ``confusion_matrix.png``,
-        ``gradcam_errors.png`` (Grad-CAM of the most confident errors, for a
-        :class:`PretrainedCNNClassifier`) and ``report.json``. Needs
-        matplotlib.
-    n_gradcam : int, default=8
-        Errors shown in the Grad-CAM grid.
+        The disease; see :func:`~sklearn_cxr._labels.resolve_positive_label`.
+        With more than two classes, one of them ``"NORMAL"`` (any case, or
+        another of :data:`~sklearn_cxr._labels.NO_DISEASE_NAMES`), every
+        other class is the disease, called ``positive_label`` (default
+        ``"PNEUMONIA"``) and scored by ``1 - P(normal)``.
 
     Returns
     -------
-    report : ClinicalReport
-
-    See Also
-    --------
-    clinical_report : the same from labels and scores.
+    y_binary : ndarray of shape (n_samples,)
+        ``y_true`` with two labels, the negative one and ``positive_label``.
+    score : ndarray of shape (n_samples,)
+        Score of the disease.
+    positive_label : object
+        The disease label.
     """
-    check_is_fitted(estimator)
-    proba = np.asarray(estimator.predict_proba(X))
-    y = np.asarray(y)
-    y_binary, score, positive = _positive_scores(estimator, proba, positive_label, y)
-    report = clinical_report(
-        y_binary,
-        score,
-        positive_label=positive,
-        groups=groups,
-        threshold=threshold,
-        n_bootstrap=n_bootstrap,
-        confidence=confidence,
-        random_state=random_state,
-    )
-    if report_dir is not None:
-        files = _write_report(
-            report_dir, report, estimator, X, y_binary, score, positive, n_gradcam
+    classes = np.asarray(classes)
+    class_list = classes.tolist()
+    if len(classes) == 2:
+        positive_label = resolve_positive_label(classes, positive_label)
+        score = np.asarray(proba)[:, class_list.index(positive_label)]
+        return np.asarray(y_true), score, positive_label
+    # Several classes (e.g. NORMAL / BACTERIA / VIRUS): disease is anything
+    # but the normal class.
+    normal = [c for c in class_list if str(c).lower() in NO_DISEASE_NAMES]
+    if len(normal) != 1:
+        raise ValueError(
+            f"The model has {len(classes)} classes {class_list} and "
+            f"{'none is' if not normal else 'several are'} 'NORMAL' (or "
+            f"another no-disease name: {', '.join(NO_DISEASE_NAMES)}); the "
+            "clinical report is binary. Evaluate a binary model."
         )
-        report.extra["figures"] = files
-        with open(os.path.join(report_dir, "report.json"), "w") as handle:
-            json.dump(report.to_dict(), handle, indent=2)
-    return report
-
-
-def _write_report(directory, report, estimator, X, y_binary, score, positive, k):
-    """Write the PNG figures; return their file names."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise ImportError(
-            "Writing the report's figures needs matplotlib: pip install "
-            "matplotlib (or 'sklearn-cxr[docs]'), or leave report_dir=None."
-        ) from exc
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    from .inspection import plot_roc_with_ci
-
-    os.makedirs(directory, exist_ok=True)
-    files = {}
-    y_pos = y_binary == positive
-    if 0 < y_pos.sum() < len(y_pos):
-        fig = Figure(figsize=(5, 5))
-        auc = report.roc_auc
-        plot_roc_with_ci(
-            y_binary,
-            score,
-            pos_label=positive,
-            roc_auc=auc.value,
-            ci_low=auc.ci_low,
-            ci_high=auc.ci_high,
-            confidence=report.confidence,
-            ax=fig.subplots(),
-        )
-        files["roc_curve"] = _save(fig, directory, "roc_curve.png")
-    else:
-        logger.warning("Only one class present: no ROC curve drawn.")
-    fig = Figure(figsize=(5, 4.5))
-    ax = fig.subplots()
-    ConfusionMatrixDisplay(
-        report.confusion_matrix, display_labels=[str(v) for v in report.labels]
-    ).plot(ax=ax, colorbar=False, values_format="d")
-    ax.set_title(f"Confusion matrix (threshold {report.threshold:g})")
-    files["confusion_matrix"] = _save(fig, directory, "confusion_matrix.png")
-
-    errors = np.flatnonzero((score >= report.threshold) != y_pos)
-    if len(errors) and k > 0 and hasattr(estimator, "mode_fitted_"):
-        from .inspection import gradcam, plot_gradcam
-
-        # the most confident errors: furthest from the threshold
-        errors = errors[np.argsort(-np.abs(score[errors] - report.threshold))][:k]
-        from ._images import check_images
-
-        images = check_images(X).take(errors)
-        classes = [_plain(c) for c in estimator.classes_]
-        # explain the disease where it is a class, else each predicted class
-        explained = positive if positive in classes else None
-        try:
-            heatmaps = gradcam(estimator, images, target=explained)
-            if explained is None:
-                explained = [_plain(c) for c in estimator.predict(images)]
-        except (TypeError, ValueError) as exc:
-            logger.warning("No Grad-CAM grid: %s", exc)
-        else:
-            names = _image_names(X, errors)
-            titles = [
-                f"{name}\ntrue {y_binary[i]}, p({positive}) = {score[i]:.2f}"
-                for name, i in zip(names, errors)
-            ]
-            fig = plot_gradcam(
-                images, heatmaps, titles=titles, explained=explained, figure=Figure()
-            )
-            files["gradcam_errors"] = _save(fig, directory, "gradcam_errors.png")
-    return files
-
-
-def _image_names(X, indices):
-    """File names of path inputs, else ``#index``."""
-    names = []
-    for i in indices:
-        item = X[i] if hasattr(X, "__getitem__") else None
-        if isinstance(item, (str, os.PathLike)):
-            names.append(os.path.basename(os.fspath(item)))
-        else:
-            names.append(f"#{i}")
-    return names
-
-
-def _save(fig, directory, name):
-    if fig.get_layout_engine() is None:
-        fig.tight_layout()
-    fig.savefig(os.path.join(directory, name), dpi=100)
-    return name
+    negative = normal[0]
+    positive = "PNEUMONIA" if positive_label is None else positive_label
+    score = 1.0 - np.asarray(proba)[:, class_list.index(negative)]
+    y_binary = np.where(np.asarray(y_true) == negative, negative, positive)
+    return y_binary, score, positive

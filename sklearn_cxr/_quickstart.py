@@ -16,9 +16,11 @@ from sklearn.utils import Bunch
 
 from ._backbones import WeightsUnavailableError
 from ._classifier import PretrainedCNNClassifier
-from ._evaluation import evaluate_classifier
+from ._figures import save_gradcam_examples
+from ._report import evaluate_classifier
+from .datasets._chest_xray import load_folder
 
-__all__ = ["run_quickstart", "load_folder", "QUICK", "DEMO_BACKBONE", "DEMO_WEIGHTS"]
+__all__ = ["run_quickstart", "QUICK", "DEMO_BACKBONE", "DEMO_WEIGHTS"]
 
 logger = logging.getLogger(__name__)
 
@@ -278,8 +280,8 @@ def run_quickstart(
     )
     if report_dir is not None:
         figures = dict(report.extra.get("figures", {}))
-        figures["gradcam"] = _save_gradcam(
-            model, X[test], y[test], report_dir, random_state
+        figures["gradcam"] = save_gradcam_examples(
+            model, X[test], y[test], report_dir, random_state=random_state
         )
     summary = (
         f"Data: {source}. Weights: {_describe_weights(backbone, weights)}. "
@@ -333,49 +335,3 @@ def _patient_subset(groups, max_images, random_state):
         keep.extend(members.tolist())
         count += len(members)
     return np.sort(np.array(keep[:max_images]))
-
-
-def _save_gradcam(model, X, y, directory, random_state, per_class=4):
-    """Grad-CAM of a few test images of each class; return the file name."""
-    from matplotlib.figure import Figure
-
-    from ._images import check_images
-    from .inspection import gradcam, plot_gradcam
-
-    classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
-    explained = "PNEUMONIA" if "PNEUMONIA" in classes else classes[-1]
-    rng = np.random.RandomState(random_state)
-    chosen = []
-    for label in classes:
-        members = np.flatnonzero(y == label)
-        chosen += rng.permutation(members)[:per_class].tolist()
-    images = check_images(X).take(chosen)
-    heatmaps = gradcam(model, images, target=explained)
-    proba = model.predict_proba(images)[:, classes.index(explained)]
-    titles = [
-        f"true {y[i]}\np({explained}) = {p:.2f}" for i, p in zip(chosen, proba)
-    ]
-    fig = plot_gradcam(
-        images, heatmaps, titles=titles, explained=explained, figure=Figure()
-    )
-    fig.savefig(os.path.join(directory, "gradcam.png"), dpi=100)
-    return "gradcam.png"
-
-
-def load_folder(data_dir, preferred_split, *, labels="binary"):
-    """Paths, labels and patients of a Kermany folder.
-
-    Reads ``data_dir/<preferred_split>`` when the folder has such a split
-    (``train``, ``test``...), else ``data_dir`` itself.
-    """
-    from .datasets import load_chest_xray
-
-    split = None
-    if os.path.isdir(data_dir):
-        names = {
-            entry.name.lower()
-            for entry in os.scandir(data_dir)
-            if entry.is_dir()
-        }
-        split = preferred_split if preferred_split in names else None
-    return load_chest_xray(data_dir, split=split, labels=labels, return_paths=True)

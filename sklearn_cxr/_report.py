@@ -1,7 +1,10 @@
-"""One self-contained HTML page of an evaluation, for the people who must trust it.
+"""The evaluation report: metrics, figures, ``report.json`` and an HTML page.
 
-The page embeds the figures :func:`~sklearn_cxr.evaluate_classifier` wrote
-(as base64 PNG) and needs no other file, script or network access.
+:func:`evaluate_classifier` puts the metrics of :mod:`sklearn_cxr._evaluation`
+and the figures of :mod:`sklearn_cxr._figures` together;
+:func:`write_html_report` writes one self-contained page for the people who
+must trust it: it embeds the figures (as base64 PNG) and needs no other file,
+script or network access.
 """
 
 from __future__ import annotations
@@ -9,11 +12,16 @@ from __future__ import annotations
 import base64
 import datetime
 import html
+import json
 import os
 
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["write_html_report"]
+from ._evaluation import binary_scores, clinical_report
+from ._figures import write_report_figures
+
+__all__ = ["evaluate_classifier", "write_html_report"]
 
 _FIGURES = (
     ("roc_curve", "ROC curve"),
@@ -31,6 +39,82 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1em 0; } img { max-width: 100%; height: auto; }
 .warning { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.6em 1em; }
 """
+
+
+def evaluate_classifier(
+    estimator,
+    X,
+    y,
+    *,
+    groups=None,
+    positive_label=None,
+    threshold=0.5,
+    n_bootstrap=1000,
+    confidence=0.95,
+    random_state=None,
+    report_dir=None,
+    n_gradcam=8,
+):
+    """Clinical report of a fitted classifier on images, optionally with plots.
+
+    Parameters
+    ----------
+    estimator : fitted classifier with ``predict_proba``
+        Typically a :class:`PretrainedCNNClassifier`. A model with more than
+        two classes, one of them ``"NORMAL"`` (any case), is evaluated as
+        disease (any other class, called ``positive_label``, by default
+        ``"PNEUMONIA"``) versus normal, scored by ``1 - P(normal)``.
+    X : images
+        Anything the estimator accepts (paths, arrays...).
+    y : array-like of shape (n_samples,)
+        True labels.
+    groups : array-like of shape (n_samples,), default=None
+        Patient ids; the bootstrap resamples patients.
+    positive_label : object, default=None
+        The label of the disease; None applies the package's rule (see
+        :ref:`positive-label` and :func:`clinical_report`).
+    threshold, n_bootstrap, confidence, random_state
+        See :func:`clinical_report`.
+    report_dir : str or os.PathLike, default=None
+        Folder to write ``roc_curve.png``, ``confusion_matrix.png``,
+        ``gradcam_errors.png`` (Grad-CAM of the most confident errors, for a
+        :class:`PretrainedCNNClassifier`) and ``report.json``. Needs
+        matplotlib.
+    n_gradcam : int, default=8
+        Errors shown in the Grad-CAM grid.
+
+    Returns
+    -------
+    report : ClinicalReport
+
+    See Also
+    --------
+    clinical_report : the same from labels and scores.
+    """
+    check_is_fitted(estimator)
+    proba = np.asarray(estimator.predict_proba(X))
+    y = np.asarray(y)
+    y_binary, score, positive = binary_scores(
+        estimator.classes_, proba, y, positive_label
+    )
+    report = clinical_report(
+        y_binary,
+        score,
+        positive_label=positive,
+        groups=groups,
+        threshold=threshold,
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        random_state=random_state,
+    )
+    if report_dir is not None:
+        files = write_report_figures(
+            report_dir, report, estimator, X, y_binary, score, n_gradcam=n_gradcam
+        )
+        report.extra["figures"] = files
+        with open(os.path.join(report_dir, "report.json"), "w") as handle:
+            json.dump(report.to_dict(), handle, indent=2)
+    return report
 
 
 def _training_size(model):

@@ -3,8 +3,8 @@
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
+from _helpers import make_blobs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,27 +33,35 @@ def imagenet_weights():
     return path
 
 
-def make_blobs(n=40, size=32, seed=0):
-    """Tiny two-class images: class 1 has a bright square, class 0 does not."""
-    rng = np.random.RandomState(seed)
-    X = rng.randint(0, 120, (n, size, size), dtype=np.uint8)
-    y = np.array(["NORMAL", "PNEUMONIA"] * (n // 2))
-    s = size // 4
-    X[y == "PNEUMONIA", s : 3 * s, s : 3 * s] = 255
-    groups = np.repeat(np.arange(n // 2), 2)
-    rng.shuffle(groups)
-    return X, y, groups
-
-
 @pytest.fixture
 def blobs():
     return make_blobs()
 
 
-@pytest.fixture(name="make_blobs")
+@pytest.fixture(name="make_blobs", scope="session")
 def make_blobs_fixture():
-    """The :func:`make_blobs` factory, for tests that need other sizes."""
+    """The :func:`_helpers.make_blobs` factory: ``make_blobs(n, size, seed)``."""
     return make_blobs
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the command line: ``cli(argv) -> (status, stdout, stderr)``.
+
+    ``argv`` items may be paths; argparse's exits (``--help``, usage errors)
+    give their status like any other.
+    """
+    from sklearn_cxr._cli import main
+
+    def run(argv):
+        try:
+            status = main([str(a) for a in argv])
+        except SystemExit as exc:
+            status = exc.code
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
 
 
 @pytest.fixture(autouse=True)

@@ -283,7 +283,7 @@ def test_coral_loss_value():
 
 
 def test_adabn_without_batchnorm_warns_and_keeps_predictions(sites, caplog):
-    from _reliability_utils import TinyNet
+    from _helpers import TinyNet
 
     Xs, ys, Xt, _ = sites
     X, y, domains = fit_inputs(Xs, ys, Xt)

@@ -13,8 +13,7 @@ import re
 
 import numpy as np
 import pytest
-from _reliability_utils import TinyNet, tiny_params, write_image
-from conftest import make_blobs
+from _helpers import TinyNet, tiny_params, write_image
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -49,7 +48,7 @@ def run(estimator, X, y=None):
 
 
 @pytest.fixture(scope="module")
-def blobs8():
+def blobs8(make_blobs):
     X, y, _ = make_blobs(n=8)
     return X, y
 

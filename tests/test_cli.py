@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from sklearn_cxr import PretrainedCNNClassifier
-from sklearn_cxr._cli import main
 
 
 def _write_split(folder, n_per_class, rng):
@@ -39,16 +38,6 @@ def kermany(tmp_path_factory):
     return root
 
 
-def run(argv, capsys):
-    """main(argv) -> (status, stdout, stderr)."""
-    try:
-        status = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse: --help, usage errors
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 def assert_one_line_error(status, err, *fragments, code=1):
     assert status == code
     lines = [line for line in err.splitlines() if line.strip()]
@@ -59,14 +48,14 @@ def assert_one_line_error(status, err, *fragments, code=1):
         assert fragment in lines[0], lines[0]
 
 
-def test_help_everywhere(capsys):
-    status, out, _ = run(["--help"], capsys)
+def test_help_everywhere(cli):
+    status, out, _ = cli(["--help"])
     assert status == 0
     for command in ("train", "predict", "evaluate", "demo"):
         assert command in out
-        status, out_cmd, _ = run([command, "--help"], capsys)
+        status, out_cmd, _ = cli([command, "--help"])
         assert status == 0 and "usage: sklearn-cxr " + command in out_cmd
-    _, out, _ = run(["train", "--help"], capsys)
+    _, out, _ = cli(["train", "--help"])
     for option in ("--out", "--backbone", "--weights", "--mode", "--epochs",
                    "--image-size", "--labels", "--device", "--joblib"):
         assert option in out
@@ -76,13 +65,13 @@ def test_help_everywhere(capsys):
 @pytest.mark.parametrize(
     "mode, model_name", [("features", "model.cxr"), ("finetune", "model.joblib")]
 )
-def test_train_predict_evaluate(kermany, tmp_path, capsys, mode, model_name):
+def test_train_predict_evaluate(kermany, tmp_path, cli, mode, model_name):
     model = tmp_path / model_name
     argv = ["train", kermany, "--out", model, "--weights", "none", "--mode", mode,
             "--epochs", 1, "--image-size", 32, "--batch-size", 8, "-q"]
     if model_name.endswith(".joblib"):
         argv.append("--joblib")
-    status, out, err = run(argv, capsys)
+    status, out, err = cli(argv)
     assert status == 0, err
     assert "20 images of 10 patients" in out  # the train split only
     assert model.is_file()
@@ -95,8 +84,7 @@ def test_train_predict_evaluate(kermany, tmp_path, capsys, mode, model_name):
 
     test_dir = kermany / "test"
     trust = ["--trust-pickle"] if model_name.endswith(".joblib") else []
-    status, out, err = run(["predict", model, test_dir, "--json", "-q", *trust],
-                           capsys)
+    status, out, err = cli(["predict", model, test_dir, "--json", "-q", *trust])
     assert status == 0, err
     rows = json.loads(out)
     assert len(rows) == 12
@@ -112,8 +100,7 @@ def test_train_predict_evaluate(kermany, tmp_path, capsys, mode, model_name):
     # a threshold of 0 calls everything positive; CSV output, a header and
     # one row per image
     one = str(test_dir / "NORMAL" / "IM-0000-0001.png")
-    status, out, _ = run(["predict", model, one, "--threshold", "0", "-q", *trust],
-                         capsys)
+    status, out, _ = cli(["predict", model, one, "--threshold", "0", "-q", *trust])
     assert status == 0
     header, row = out.strip().splitlines()
     assert header == "path,label,p_NORMAL,p_PNEUMONIA,threshold"
@@ -122,10 +109,9 @@ def test_train_predict_evaluate(kermany, tmp_path, capsys, mode, model_name):
     assert float(p_normal) + float(p_pneumonia) == pytest.approx(1.0)
 
     report_dir = tmp_path / "report"
-    status, out, err = run(
+    status, out, err = cli(
         ["evaluate", model, kermany, "--report", report_dir, "--n-bootstrap", 50,
          "-q", *trust],
-        capsys,
     )
     assert status == 0, err
     for name in ("accuracy", "sensitivity", "specificity", "roc_auc"):
@@ -141,18 +127,17 @@ def test_train_predict_evaluate(kermany, tmp_path, capsys, mode, model_name):
     assert ("gradcam_errors" in saved["figures"]) == (errors > 0)
 
 
-def test_subtype_labels(kermany, tmp_path, capsys):
+def test_subtype_labels(kermany, tmp_path, cli):
     model = tmp_path / "subtype.cxr"
-    status, _, err = run(
+    status, _, err = cli(
         ["train", kermany, "--out", model, "--labels", "subtype", "--weights",
          "none", "--mode", "features", "--image-size", 32, "-q"],
-        capsys,
     )
     assert status == 0, err
     classes = PretrainedCNNClassifier.load(model).classes_.tolist()
     assert classes == ["bacterial", "normal", "viral"]
-    status, out, err = run(
-        ["evaluate", model, kermany, "--n-bootstrap", 20, "--json", "-q"], capsys
+    status, out, err = cli(
+        ["evaluate", model, kermany, "--n-bootstrap", 20, "--json", "-q"],
     )
     assert status == 0, err
     report = json.loads(out)
@@ -161,52 +146,48 @@ def test_subtype_labels(kermany, tmp_path, capsys):
     assert np.asarray(report["confusion_matrix"]).sum(axis=1).tolist() == [6, 6]
 
 
-def test_bad_paths_and_options(kermany, tmp_path, capsys):
-    status, _, err = run(["train", tmp_path / "missing", "--out", tmp_path / "m.cxr"],
-                         capsys)
+def test_bad_paths_and_options(kermany, tmp_path, cli):
+    status, _, err = cli(["train", tmp_path / "missing", "--out", tmp_path / "m.cxr"])
     assert_one_line_error(status, err, "missing")
-    status, _, err = run(
-        ["train", kermany, "--out", tmp_path / "no" / "such" / "m.cxr"], capsys
+    status, _, err = cli(
+        ["train", kermany, "--out", tmp_path / "no" / "such" / "m.cxr"],
     )
     assert_one_line_error(status, err, "does not exist")
-    status, _, err = run(["train", kermany, "--out", "m.cxr", "--mode", "bogus"],
-                         capsys)
+    status, _, err = cli(["train", kermany, "--out", "m.cxr", "--mode", "bogus"])
     assert_one_line_error(status, err, "invalid choice", code=2)
-    status, _, err = run(["train", kermany], capsys)
+    status, _, err = cli(["train", kermany])
     assert_one_line_error(status, err, "--out", code=2)
-    status, _, err = run(["predict", tmp_path / "nope.cxr", kermany], capsys)
+    status, _, err = cli(["predict", tmp_path / "nope.cxr", kermany])
     assert_one_line_error(status, err, "model file not found")
     not_a_model = tmp_path / "notes.txt"
     not_a_model.write_text("hello")
-    status, _, err = run(["evaluate", not_a_model, kermany], capsys)
+    status, _, err = cli(["evaluate", not_a_model, kermany])
     assert_one_line_error(status, err, "is not a model")
-    status, _, err = run(["predict", "m.cxr", "x", "--threshold", "2"], capsys)
+    status, _, err = cli(["predict", "m.cxr", "x", "--threshold", "2"])
     assert_one_line_error(status, err, "[0, 1]", code=2)
-    status, _, err = run(
+    status, _, err = cli(
         ["train", kermany, "--out", tmp_path / "m.cxr", "--backbone", "resnet181",
          "--weights", "none", "-q"],
-        capsys,
     )
     assert_one_line_error(status, err, "resnet181", "resnet18")
 
 
-def test_bad_image_and_folder(kermany, tmp_path, capsys):
+def test_bad_image_and_folder(kermany, tmp_path, cli):
     model = tmp_path / "m.cxr"
-    status, _, err = run(
+    status, _, err = cli(
         ["train", kermany, "--out", model, "--weights", "none", "--mode", "features",
          "--image-size", 32, "-q"],
-        capsys,
     )
     assert status == 0, err
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png at all")
-    status, _, err = run(["predict", model, broken, "-q"], capsys)
+    status, _, err = cli(["predict", model, broken, "-q"])
     assert_one_line_error(status, err, "broken.png")
     empty = tmp_path / "empty"
     empty.mkdir()
-    status, _, err = run(["predict", model, empty], capsys)
+    status, _, err = cli(["predict", model, empty])
     assert_one_line_error(status, err, "no image files")
-    status, _, err = run(["predict", model, tmp_path / "ghost.png"], capsys)
+    status, _, err = cli(["predict", model, tmp_path / "ghost.png"])
     assert_one_line_error(status, err, "no such file or folder")
 
 
@@ -224,11 +205,10 @@ def test_subprocess_exit_status_and_no_traceback(tmp_path):
     assert "model file not found" in done.stderr
 
 
-def test_demo_on_a_folder(kermany, capsys):
-    status, out, err = run(
+def test_demo_on_a_folder(kermany, cli):
+    status, out, err = cli(
         ["demo", "--data", kermany, "--backbone", "resnet18", "--weights", "none",
          "--quick", "-q", "--report", "none"],
-        capsys,
     )
     assert status == 0, err
     assert "not available" not in err

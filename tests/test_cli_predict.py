@@ -6,19 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from _reliability_utils import tiny_resnet_classifier
+from _helpers import tiny_resnet_classifier
 from PIL import Image
 
-from sklearn_cxr._cli import EXIT_SKIPPED, main
-
-
-def run(argv, capsys):
-    try:
-        status = main([str(a) for a in argv])
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
+from sklearn_cxr._cli import EXIT_SKIPPED
 
 
 @pytest.fixture(scope="module")
@@ -38,20 +29,13 @@ def model_and_images(tmp_path_factory, make_blobs):
     return path, files, clf
 
 
-@pytest.fixture(name="make_blobs", scope="module")
-def _make_blobs():
-    from conftest import make_blobs
-
-    return make_blobs
-
-
 def _read_csv(text):
     return list(csv.reader(io.StringIO(text, newline="")))
 
 
-def test_csv_to_stdout_reads_back_one_row_per_image(model_and_images, capsys):
+def test_csv_to_stdout_reads_back_one_row_per_image(model_and_images, cli):
     model, files, clf = model_and_images
-    status, out, err = run(["predict", model, *files, "-q"], capsys)
+    status, out, err = cli(["predict", model, *files, "-q"])
     assert status == 0, err
     rows = _read_csv(out)
     assert rows[0] == ["path", "label", "p_NORMAL", "p_PNEUMONIA", "threshold"]
@@ -64,12 +48,11 @@ def test_csv_to_stdout_reads_back_one_row_per_image(model_and_images, capsys):
         assert row[4] == "0.5"
 
 
-def test_output_file_and_threshold_column(model_and_images, tmp_path, capsys):
+def test_output_file_and_threshold_column(model_and_images, tmp_path, cli):
     model, files, _ = model_and_images
     out_file = tmp_path / "pred.csv"
-    status, out, err = run(
+    status, out, err = cli(
         ["predict", model, *files, "--output", out_file, "--threshold", "0", "-q"],
-        capsys,
     )
     assert status == 0, err
     assert out == ""
@@ -80,15 +63,15 @@ def test_output_file_and_threshold_column(model_and_images, tmp_path, capsys):
     # threshold 0: every image is called positive, whatever its probability
     assert {r["label"] for r in rows} == {"PNEUMONIA"}
     assert {r["threshold"] for r in rows} == {"0.0"}
-    status, _, err = run(
-        ["predict", model, files[0], "--output", tmp_path / "no" / "p.csv"], capsys
+    status, _, err = cli(
+        ["predict", model, files[0], "--output", tmp_path / "no" / "p.csv"],
     )
     assert status == 1 and "the folder of --output" in err
 
 
-def test_json_stays(model_and_images, capsys):
+def test_json_stays(model_and_images, cli):
     model, files, _ = model_and_images
-    status, out, err = run(["predict", model, *files[:2], "--json", "-q"], capsys)
+    status, out, err = cli(["predict", model, *files[:2], "--json", "-q"])
     assert status == 0, err
     rows = json.loads(out)
     assert [r["path"] for r in rows] == files[:2]
@@ -97,7 +80,7 @@ def test_json_stays(model_and_images, capsys):
         assert row["threshold"] == 0.5
 
 
-def test_skip_bad_predicts_the_rest(model_and_images, tmp_path, capsys):
+def test_skip_bad_predicts_the_rest(model_and_images, tmp_path, cli):
     model, files, _ = model_and_images
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG not really")
@@ -105,11 +88,11 @@ def test_skip_bad_predicts_the_rest(model_and_images, tmp_path, capsys):
     empty.write_bytes(b"")
     argv = ["predict", model, files[0], broken, files[1], empty, "-q"]
     # without --skip-bad one bad file stops the command, and says how to go on
-    status, out, err = run(argv, capsys)
+    status, out, err = cli(argv)
     assert status == 1 and out == ""
     assert "broken.png" in err and "--skip-bad" in err
     assert "np.str_" not in err
-    status, out, err = run([*argv, "--skip-bad"], capsys)
+    status, out, err = cli([*argv, "--skip-bad"])
     assert status == EXIT_SKIPPED == 3
     rows = _read_csv(out)
     assert [r[0] for r in rows[1:]] == files[:2]
@@ -120,26 +103,106 @@ def test_skip_bad_predicts_the_rest(model_and_images, tmp_path, capsys):
     assert f"skipped {empty}: " in skipped[1] and "empty" in skipped[1]
     assert "2 of 4 images skipped (exit status 3)" in skipped[2]
     # nothing readable at all: an error, not an empty success
-    status, out, err = run(["predict", model, broken, "--skip-bad", "-q"], capsys)
+    status, out, err = cli(["predict", model, broken, "--skip-bad", "-q"])
     assert status == 1 and "none of the 1 images could be read" in err
 
 
-def test_threshold_needs_binary_model(tmp_path, capsys, make_blobs):
+def test_threshold_needs_binary_model(tmp_path, cli, make_blobs):
     X, _, _ = make_blobs(n=24, size=32)
     y = np.array(["normal", "bacterial", "viral"] * 8)
     clf = tiny_resnet_classifier("features").fit(X, y)
     clf.save(tmp_path / "m3.cxr")
     Image.fromarray(X[0]).save(tmp_path / "a.png")
-    status, out, err = run(["predict", tmp_path / "m3.cxr", tmp_path / "a.png",
-                            "-q"], capsys)
+    status, out, err = cli(["predict", tmp_path / "m3.cxr", tmp_path / "a.png",
+                            "-q"])
     assert status == 0, err
     rows = _read_csv(out)
     assert rows[0] == ["path", "label", "p_bacterial", "p_normal", "p_viral",
                        "threshold"]
     assert rows[1][-1] == ""  # the most probable class, no threshold
-    status, _, err = run(["predict", tmp_path / "m3.cxr", tmp_path / "a.png",
-                          "--threshold", "0.3"], capsys)
+    status, _, err = cli(["predict", tmp_path / "m3.cxr", tmp_path / "a.png",
+                          "--threshold", "0.3"])
     assert status == 1 and "--threshold needs a binary model" in err
+
+
+@pytest.fixture(scope="module")
+def relabelled(tmp_path_factory, make_blobs):
+    """Factory: a saved binary model of the blobs with other class names."""
+    root = tmp_path_factory.mktemp("relabelled")
+    X, y, _ = make_blobs(n=24, size=32)
+    files = []
+    for i, image in enumerate(X):
+        Image.fromarray(image).save(root / f"{i:02d}.png")
+        files.append(str(root / f"{i:02d}.png"))
+
+    def make(negative, positive):
+        names = np.where(y == "PNEUMONIA", positive, negative)
+        clf = tiny_resnet_classifier("features").fit(X, names)
+        path = root / f"{negative}-{positive}.cxr"
+        clf.save(path)
+        return path, files, names, clf
+
+    return make
+
+
+def _cli_labels(cli, argv):
+    status, out, err = cli(argv)
+    assert status == 0, err
+    return np.array([row[1] for row in _read_csv(out)[1:]])
+
+
+def test_predict_threshold_and_evaluate_agree_on_the_positive_class(
+    relabelled, cli
+):
+    from sklearn.metrics import confusion_matrix
+
+    from sklearn_cxr import evaluate_classifier
+
+    model, files, y, clf = relabelled("healthy", "sick")
+    assert clf.classes_.tolist() == ["healthy", "sick"]
+    # a threshold inside the scores, so that both calls occur
+    threshold = float(np.median(clf.predict_proba(files)[:, 1]))
+    labels = _cli_labels(
+        cli, ["predict", model, *files, "--threshold", threshold, "-q"]
+    )
+    report = evaluate_classifier(clf, files, y, threshold=threshold, n_bootstrap=0)
+    assert report.labels == ("healthy", "sick")
+    assert 0 < (labels == "sick").sum() < len(labels)
+    np.testing.assert_array_equal(
+        report.confusion_matrix,
+        confusion_matrix(y, labels, labels=["healthy", "sick"]),
+    )
+
+
+def test_unknown_class_names_are_refused_alike_until_named(relabelled, cli):
+    from sklearn.metrics import confusion_matrix
+
+    from sklearn_cxr import evaluate_classifier
+
+    model, files, y, clf = relabelled("dog", "cat")  # "cat" is the disease
+    status, _, err = cli(["predict", model, *files, "--threshold", "0.5", "-q"])
+    assert status == 1
+    assert "cannot tell which of the classes cat, dog is the disease" in err
+    assert "--pos-label" in err
+    with pytest.raises(ValueError, match="Cannot tell which label is positive"):
+        evaluate_classifier(clf, files, y, n_bootstrap=0)
+    # without a threshold, predict takes the most probable class
+    assert _cli_labels(cli, ["predict", model, *files, "-q"]).tolist() == (
+        clf.predict(files).tolist()
+    )
+    labels = _cli_labels(
+        cli,
+        ["predict", model, *files, "--threshold", "0.5", "--pos-label", "cat", "-q"],
+    )
+    report = evaluate_classifier(clf, files, y, positive_label="cat", n_bootstrap=0)
+    assert report.labels == ("dog", "cat")
+    np.testing.assert_array_equal(
+        report.confusion_matrix, confusion_matrix(y, labels, labels=["dog", "cat"])
+    )
+    status, _, err = cli(["predict", model, files[0], "--pos-label", "bird"])
+    assert status == 1
+    assert "--pos-label bird is not a class of the model" in err
+    assert "its classes are cat, dog" in err
 
 
 def test_messages_show_plain_paths(model_and_images, tmp_path):

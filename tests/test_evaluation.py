@@ -1,13 +1,14 @@
 """Clinical report: point estimates, bootstrap intervals, patients, figures."""
 
+import ast
+import inspect
 import json
 
 import numpy as np
 import pytest
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import recall_score, roc_auc_score
 
-from sklearn_cxr import clinical_report, evaluate_classifier
+from sklearn_cxr import clinical_report
 from sklearn_cxr._evaluation import _point_metrics, _weighted_metrics
 
 
@@ -133,43 +134,40 @@ def test_to_dict_is_json_and_str_is_a_table():
         assert name in text
 
 
-class _FixedModel(ClassifierMixin, BaseEstimator):
-    """A fitted classifier whose probabilities are given; X are row indices."""
+def test_metrics_draw_nothing():
+    """Metrics never import the drawing layer, not even lazily."""
+    from sklearn_cxr import _evaluation
 
-    def __init__(self, classes, proba):
-        self.classes = classes
-        self.proba = proba
-
-    def fit(self, X=None, y=None):
-        self.classes_ = np.asarray(self.classes)
-        return self
-
-    def predict_proba(self, X):
-        return np.asarray(self.proba)[np.asarray(X)]
-
-
-def test_evaluate_classifier_binary_and_subtypes(tmp_path):
-    proba = np.array([[0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]])
-    model = _FixedModel(["NORMAL", "PNEUMONIA"], proba).fit()
-    y = np.array(["NORMAL", "NORMAL", "PNEUMONIA", "PNEUMONIA"])
-    report = evaluate_classifier(model, np.arange(4), y, n_bootstrap=0)
-    assert report.confusion_matrix.tolist() == [[1, 1], [1, 1]]
-    # three classes: disease is 1 - P(normal)
-    proba3 = np.array([[0.8, 0.1, 0.1], [0.3, 0.3, 0.4], [0.1, 0.1, 0.8]])
-    model3 = _FixedModel(["normal", "bacterial", "viral"], proba3).fit()
-    y3 = np.array(["normal", "viral", "bacterial"])
-    report3 = evaluate_classifier(
-        model3, np.arange(3), y3, n_bootstrap=0, report_dir=tmp_path
-    )
-    assert report3.labels == ("normal", "PNEUMONIA")
-    assert report3.confusion_matrix.tolist() == [[1, 0], [0, 2]]
-    saved = json.loads((tmp_path / "report.json").read_text())
-    assert saved["figures"] == {
-        "roc_curve": "roc_curve.png",
-        "confusion_matrix": "confusion_matrix.png",
+    imported = set()
+    for node in ast.walk(ast.parse(inspect.getsource(_evaluation))):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add("." * node.level + (node.module or ""))
+            imported |= {
+                "." * node.level + alias.name for alias in node.names
+            }
+    drawing = {
+        name
+        for name in imported
+        if name.split(".")[0] == "matplotlib"
+        or name.lstrip(".").split(".")[0]
+        in ("inspection", "_figures", "_report", "_cli")
     }
-    for name in saved["figures"].values():
-        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    bad = _FixedModel(["cat", "dog", "bird"], proba3).fit()
-    with pytest.raises(ValueError, match="none is 'NORMAL'"):
-        evaluate_classifier(bad, np.arange(3), ["cat", "dog", "bird"])
+    assert not drawing
+    assert "._labels" in imported  # the one positive-label rule
+
+
+def test_binary_scores_of_more_classes_use_the_no_disease_names():
+    from sklearn_cxr._evaluation import binary_scores
+
+    proba = np.array([[0.1, 0.8, 0.1], [0.5, 0.2, 0.3], [0.1, 0.3, 0.6]])
+    y = np.array(["healthy", "bacterial", "viral"])
+    y_binary, score, positive = binary_scores(
+        ["bacterial", "healthy", "viral"], proba, y
+    )
+    assert positive == "PNEUMONIA"
+    assert y_binary.tolist() == ["healthy", "PNEUMONIA", "PNEUMONIA"]
+    np.testing.assert_allclose(score, [0.2, 0.8, 0.7])
+    with pytest.raises(ValueError, match="several are 'NORMAL'"):
+        binary_scores(["healthy", "normal", "viral"], proba, y)

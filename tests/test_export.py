@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _reliability_utils import TinyNet
+from _helpers import TinyNet
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 

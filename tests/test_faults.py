@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _reliability_utils import TinyNet, tiny_params
-from conftest import make_blobs
+from _helpers import TinyNet, tiny_params
 from skorch.callbacks import Callback
 
 from sklearn_cxr import PretrainedCNNClassifier, PretrainedFeatures
@@ -59,7 +58,7 @@ def _assert_weights(module, expected):
 
 
 @pytest.mark.parametrize("mid_epoch", [False, True], ids=["epoch-end", "mid-epoch"])
-def test_interrupt_keeps_the_last_completed_epoch(mid_epoch):
+def test_interrupt_keeps_the_last_completed_epoch(mid_epoch, make_blobs):
     """Ctrl-C in epoch 3 (mid-epoch) or at epoch 2's end: the model is epoch 2's."""
     _SEEN.clear()
     X, y, _ = make_blobs(n=16)
@@ -76,7 +75,7 @@ def test_interrupt_keeps_the_last_completed_epoch(mid_epoch):
     assert set(clf.predict(X)) <= {"NORMAL", "PNEUMONIA"}
 
 
-def test_interrupt_before_any_epoch_keeps_the_previous_model():
+def test_interrupt_before_any_epoch_keeps_the_previous_model(make_blobs):
     X, y, _ = make_blobs(n=16)
     clf = _classifier(max_epochs=1).fit(X, y)
     proba = clf.predict_proba(X)
@@ -99,8 +98,7 @@ _TRAIN_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {tests_dir!r})
     import numpy as np
     from skorch.callbacks import Callback
-    from _reliability_utils import tiny_params
-    from conftest import make_blobs
+    from _helpers import make_blobs, tiny_params
     from sklearn_cxr import PretrainedCNNClassifier
 
     class Report(Callback):
@@ -156,7 +154,7 @@ def _batch_lrs(history):
     return [b["event_lr"] for epoch in history for b in epoch["batches"]]
 
 
-def test_killed_training_resumes_from_the_last_epoch(tmp_path):
+def test_killed_training_resumes_from_the_last_epoch(tmp_path, make_blobs):
     script = tmp_path / "train.py"
     script.write_text(_TRAIN_SCRIPT.format(tests_dir=str(TESTS_DIR)))
     checkpoint_dir = tmp_path / "checkpoints"
@@ -212,7 +210,7 @@ def test_killed_training_resumes_from_the_last_epoch(tmp_path):
     )
 
 
-def test_resume_with_an_empty_folder_trains_from_the_start(tmp_path):
+def test_resume_with_an_empty_folder_trains_from_the_start(tmp_path, make_blobs):
     X, y, _ = make_blobs(n=16)
     clf = _classifier(max_epochs=2, checkpoint_dir=tmp_path / "new", resume=True)
     clf.fit(X, y)
@@ -224,7 +222,7 @@ def test_resume_with_an_empty_folder_trains_from_the_start(tmp_path):
     np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X))
 
 
-def test_resume_refuses_a_damaged_checkpoint(tmp_path):
+def test_resume_refuses_a_damaged_checkpoint(tmp_path, make_blobs):
     X, y, _ = make_blobs(n=16)
     _classifier(max_epochs=1, checkpoint_dir=tmp_path).fit(X, y)
     _epoch_file(tmp_path, "params.pt").write_bytes(b"not a checkpoint")
@@ -235,7 +233,7 @@ def test_resume_refuses_a_damaged_checkpoint(tmp_path):
     assert not hasattr(clf, "classes_")
 
 
-def test_resume_refuses_the_checkpoint_of_another_fit(tmp_path):
+def test_resume_refuses_the_checkpoint_of_another_fit(tmp_path, make_blobs):
     """One checkpoint_dir across cross-validation folds must not let fold 2
     continue fold 1's model: other data or parameters are refused."""
     X, y, _ = make_blobs(n=16)
@@ -255,7 +253,7 @@ def test_resume_refuses_the_checkpoint_of_another_fit(tmp_path):
     assert len(same.fit(X[:12], y[:12]).history_) == 2
 
 
-def test_checkpoint_parameters_are_checked(tmp_path):
+def test_checkpoint_parameters_are_checked(tmp_path, make_blobs):
     X, y, _ = make_blobs(n=16)
     with pytest.raises(ValueError, match=r"resume=True needs checkpoint_dir"):
         _classifier(resume=True).fit(X, y)
@@ -285,7 +283,7 @@ _ADVICE = r"Out of memory on a batch of 4 images of 32x32 pixels.*Lower batch_si
 
 
 @pytest.mark.parametrize("exc", _OOM_ERRORS, ids=["torch-oom", "runtime-error"])
-def test_out_of_memory_in_fit_says_what_to_lower(exc, monkeypatch):
+def test_out_of_memory_in_fit_says_what_to_lower(exc, monkeypatch, make_blobs):
     X, y, _ = make_blobs(n=16)
     clf = _classifier(max_epochs=1).fit(X, y)
     proba = clf.predict_proba(X)
@@ -299,7 +297,7 @@ def test_out_of_memory_in_fit_says_what_to_lower(exc, monkeypatch):
 
 
 @pytest.mark.parametrize("exc", _OOM_ERRORS, ids=["torch-oom", "runtime-error"])
-def test_out_of_memory_in_features_says_what_to_lower(exc, monkeypatch):
+def test_out_of_memory_in_features_says_what_to_lower(exc, monkeypatch, make_blobs):
     X, y, _ = make_blobs(n=16)
     features = PretrainedFeatures(**tiny_params(batch_size=4)).fit()
     clf = _classifier(mode="features").fit(X, y)
@@ -310,7 +308,7 @@ def test_out_of_memory_in_features_says_what_to_lower(exc, monkeypatch):
         clf.predict_proba(X)
 
 
-def test_other_runtime_errors_pass_through(monkeypatch):
+def test_other_runtime_errors_pass_through(monkeypatch, make_blobs):
     X, y, _ = make_blobs(n=16)
     monkeypatch.setattr(CXRNetwork, "forward", _raise_oom(RuntimeError("boom")))
     with pytest.raises(RuntimeError, match=r"^boom$"):
@@ -319,7 +317,7 @@ def test_other_runtime_errors_pass_through(monkeypatch):
 
 # ----------------------------------------------------------- repeatability
 @pytest.mark.parametrize("mode", ["finetune", "features"])
-def test_same_seed_same_predictions_on_cpu(mode):
+def test_same_seed_same_predictions_on_cpu(mode, make_blobs):
     """Seeds cover head init, validation split, shuffling and augmentation
     (finetune) and the random backbone weights (features, resnet18)."""
     X, y, groups = make_blobs(n=20)
@@ -368,7 +366,9 @@ def _weights_of(net):
     return {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
 
 
-def test_kill_between_renames_resumes_one_whole_epoch(tmp_path, monkeypatch):
+def test_kill_between_renames_resumes_one_whole_epoch(
+    tmp_path, monkeypatch, make_blobs
+):
     """A kill between two renames of a checkpoint write, in epoch 2 or 3, must
     leave files of one single epoch: resume starts from that epoch's weights
     with that epoch's history, never epoch-2 weights with epoch-1 history."""
@@ -404,7 +404,7 @@ def _assert_weights_equal(state, expected):
         assert torch.equal(state[key], tensor), key
 
 
-def test_checkpoint_never_writes_through_planted_links(tmp_path):
+def test_checkpoint_never_writes_through_planted_links(tmp_path, make_blobs):
     X, y, _ = make_blobs(n=16)
     folder = tmp_path / "checkpoints"
     folder.mkdir()
@@ -421,7 +421,9 @@ def test_checkpoint_never_writes_through_planted_links(tmp_path):
     assert not (folder / "checkpoint.json").is_symlink()
 
 
-def test_failed_checkpoint_write_leaves_no_temporary_files(tmp_path, monkeypatch):
+def test_failed_checkpoint_write_leaves_no_temporary_files(
+    tmp_path, monkeypatch, make_blobs
+):
     X, y, _ = make_blobs(n=16)
     _classifier(max_epochs=1, checkpoint_dir=tmp_path).fit(X, y)
     before = sorted(p.name for p in tmp_path.iterdir())

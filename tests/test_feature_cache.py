@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import make_blobs
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 
@@ -38,7 +37,7 @@ def _feats(memory, **kw):
     return PretrainedFeatures(**params).fit()
 
 
-def test_same_config_hits_and_matches_uncached(tmp_path, embed_calls):
+def test_same_config_hits_and_matches_uncached(tmp_path, embed_calls, make_blobs):
     X, _, _ = make_blobs(n=8)
     first = _feats(str(tmp_path)).transform(X)
     assert embed_calls == [8]
@@ -49,7 +48,7 @@ def test_same_config_hits_and_matches_uncached(tmp_path, embed_calls):
     np.testing.assert_array_equal(first, _feats(None).transform(X))
 
 
-def test_key_does_not_depend_on_the_subset(tmp_path, embed_calls):
+def test_key_does_not_depend_on_the_subset(tmp_path, embed_calls, make_blobs):
     """Folds are different subsets of the same images: they share entries."""
     X, _, _ = make_blobs(n=8)
     feats = _feats(tmp_path)
@@ -62,7 +61,7 @@ def test_key_does_not_depend_on_the_subset(tmp_path, embed_calls):
     np.testing.assert_array_equal(whole[::-1][3:], part_b)
 
 
-def test_changed_image_content_misses(tmp_path, embed_calls):
+def test_changed_image_content_misses(tmp_path, embed_calls, make_blobs):
     X, _, _ = make_blobs(n=4)
     feats = _feats(tmp_path)
     feats.transform(X)
@@ -72,7 +71,7 @@ def test_changed_image_content_misses(tmp_path, embed_calls):
     assert embed_calls == [4, 1]
 
 
-def test_each_key_part_misses(tmp_path, embed_calls):
+def test_each_key_part_misses(tmp_path, embed_calls, make_blobs):
     X, _, _ = make_blobs(n=4)
     _feats(tmp_path).transform(X)
     changes = [
@@ -91,7 +90,7 @@ def test_each_key_part_misses(tmp_path, embed_calls):
     assert len(embed_calls) == 1 + len(changes)
 
 
-def test_weights_file_content_is_in_the_key(tmp_path, embed_calls):
+def test_weights_file_content_is_in_the_key(tmp_path, embed_calls, make_blobs):
     X, _, _ = make_blobs(n=4)
     weights = tmp_path / "w.pth"
     torch.manual_seed(0)
@@ -114,7 +113,7 @@ def test_bad_memory_is_refused(blobs):
         feats.transform(X[:2])
 
 
-def test_grid_search_embeds_each_image_once(tmp_path, embed_calls):
+def test_grid_search_embeds_each_image_once(tmp_path, embed_calls, make_blobs):
     """2 candidates x 3 folds + refit: one backbone pass over the data."""
     X, y, groups = make_blobs(n=24)
     clf = PretrainedCNNClassifier(
@@ -148,14 +147,16 @@ def _shards(tmp_path):
 @pytest.fixture
 def tiny():
     """One small backbone module: its weights are part of the cache key."""
-    from _reliability_utils import TinyNet
+    from _helpers import TinyNet
 
     torch.manual_seed(0)
     net = TinyNet()
     return lambda memory: _feats(memory, backbone=net)
 
 
-def test_temp_and_damaged_shards_count_as_missing(tmp_path, embed_calls, tiny):
+def test_temp_and_damaged_shards_count_as_missing(
+    tmp_path, embed_calls, tiny, make_blobs
+):
     import zipfile
 
     X, _, _ = make_blobs(n=8)
@@ -186,7 +187,7 @@ def test_temp_and_damaged_shards_count_as_missing(tmp_path, embed_calls, tiny):
         assert embed_calls == [], name
 
 
-def test_shard_is_synced_before_it_is_renamed(tmp_path, monkeypatch, tiny):
+def test_shard_is_synced_before_it_is_renamed(tmp_path, monkeypatch, tiny, make_blobs):
     import os
 
     events = []
@@ -200,7 +201,7 @@ def test_shard_is_synced_before_it_is_renamed(tmp_path, monkeypatch, tiny):
 
 
 def test_full_disk_names_the_folder_and_returns_the_embeddings(
-    tmp_path, monkeypatch, tiny
+    tmp_path, monkeypatch, tiny, make_blobs
 ):
     import errno
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from _reliability_utils import tiny_params, tiny_resnet_classifier
+from _helpers import tiny_params, tiny_resnet_classifier
 from skorch.callbacks import Callback
 
 from sklearn_cxr import PretrainedCNNClassifier

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _reliability_utils import TinyNet
-from conftest import make_blobs
+from _helpers import TinyNet
 
 from sklearn_cxr import PretrainedCNNClassifier, PretrainedFeatures
 
@@ -60,7 +59,7 @@ def _weights_files(tmp_path, marker):
 @pytest.mark.parametrize(
     "name", ["object", "inside-state-dict", "wrapped", "plain-pickle"]
 )
-def test_weights_file_with_pickled_code_is_refused(name, tmp_path):
+def test_weights_file_with_pickled_code_is_refused(name, tmp_path, make_blobs):
     marker = tmp_path / "marker"
     path = _weights_files(tmp_path, marker)[name]
     if name == "plain-pickle":
@@ -100,7 +99,7 @@ def test_clean_weights_file_loads(tmp_path):
 
 # --------------------------------------------------------- safe model format
 @pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
+def saved_model(tmp_path_factory, make_blobs):
     """A small fitted feature-mode classifier saved in the safe format."""
     X, y, _ = make_blobs(n=8)
     clf = PretrainedCNNClassifier(
@@ -443,8 +442,8 @@ def test_hostile_model_configs_are_refused(saved_model, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def saved_finetuned(tmp_path_factory):
-    from _reliability_utils import tiny_resnet_classifier
+def saved_finetuned(tmp_path_factory, make_blobs):
+    from _helpers import tiny_resnet_classifier
 
     folder = tmp_path_factory.mktemp("finetuned")
     X, y, _ = make_blobs(n=8)

@@ -23,7 +23,7 @@ from PIL import Image
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
 
 import pandas as pd  # noqa: E402  (an MLflow dependency)
-from _reliability_utils import tiny_resnet_classifier  # noqa: E402
+from _helpers import tiny_resnet_classifier  # noqa: E402
 
 from sklearn_cxr.mlflow import (  # noqa: E402
     encode_image_file,

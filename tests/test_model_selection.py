@@ -6,8 +6,7 @@ three folds split by patient.
 
 import numpy as np
 import pytest
-from _reliability_utils import tiny_resnet_classifier
-from conftest import make_blobs
+from _helpers import tiny_resnet_classifier
 from PIL import Image
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import make_scorer, recall_score
@@ -33,7 +32,7 @@ def _as_paths(X, folder):
 
 
 @pytest.fixture
-def data(request, tmp_path):
+def data(request, tmp_path, make_blobs):
     X, y, groups = make_blobs(n=24)
     if request.param == "paths":
         X = _as_paths(X, tmp_path)
@@ -135,7 +134,7 @@ def _specificity_at_sensitivity(y_true, y_pred, target=0.95):
     return specificity if sensitivity >= target else sensitivity - 1.0
 
 
-def test_tuned_threshold_reaches_target_sensitivity():
+def test_tuned_threshold_reaches_target_sensitivity(make_blobs):
     X, y, groups = make_blobs(n=24)
     tuned = TunedThresholdClassifierCV(
         _clf("features"),
@@ -152,7 +151,7 @@ def test_tuned_threshold_reaches_target_sensitivity():
     np.testing.assert_array_equal(tuned.predict(X), expected)
 
 
-def test_tuned_threshold_balanced_accuracy_finetune():
+def test_tuned_threshold_balanced_accuracy_finetune(make_blobs):
     X, y, _ = make_blobs(n=24)
     # One held-out split and no refit: a single fine-tuning.
     tuned = TunedThresholdClassifierCV(
@@ -167,7 +166,7 @@ def test_tuned_threshold_balanced_accuracy_finetune():
     assert set(tuned.predict(X)) <= {"NORMAL", "PNEUMONIA"}
 
 
-def test_calibrated_classifier():
+def test_calibrated_classifier(make_blobs):
     X, y, _ = make_blobs(n=24)
     calibrated = CalibratedClassifierCV(_clf("features"), method="sigmoid", cv=2).fit(
         X, y

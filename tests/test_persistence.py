@@ -9,8 +9,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from _reliability_utils import tiny_resnet_classifier
-from conftest import make_blobs
+from _helpers import TinyNet, make_blobs, tiny_resnet_classifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -169,21 +168,9 @@ def test_os_system_in_skops_member_is_refused(tmp_path):
         PretrainedCNNClassifier.load(path)
 
 
-class _TinyNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
-        )
-        self.fc = nn.Linear(4, 10)
-
-    def forward(self, x):
-        return self.fc(self.features(x).flatten(1))
-
-
 def test_module_backbone_cannot_be_saved_safely(tmp_path):
     X, y, _ = make_blobs(n=8)
-    clf = _tiny_clf("features", backbone=_TinyNet()).fit(X, y)
+    clf = _tiny_clf("features", backbone=TinyNet()).fit(X, y)
     with pytest.raises(TypeError, match="backbone is an nn.Module"):
         clf.save(tmp_path / "m.cxr")
     assert not (tmp_path / "m.cxr").exists()
@@ -217,7 +204,7 @@ def test_joblib_round_trip_keeps_weights_not_data(tmp_path, mode):
     X = rng.randint(0, 256, (48, 64, 64), dtype=np.uint8)
     y = np.array(["NORMAL", "PNEUMONIA"] * 24)
     clf = _tiny_clf(
-        mode, backbone=_TinyNet(), image_size=64, validation_fraction=0.25
+        mode, backbone=TinyNet(), image_size=64, validation_fraction=0.25
     ).fit(X, y)
     path = tmp_path / "model.joblib"
     joblib.dump(clf, path)

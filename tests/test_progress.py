@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _reliability_utils import tiny_params, tiny_resnet_classifier
+from _helpers import tiny_params, tiny_resnet_classifier
 
 from sklearn_cxr import PretrainedCNNClassifier, PretrainedFeatures
 

@@ -1,4 +1,5 @@
-"""``sklearn-cxr evaluate --report DIR`` writes one self-contained page."""
+"""The report: evaluate_classifier's figures and report.json, and the
+self-contained page of ``sklearn-cxr evaluate --report DIR``."""
 
 import json
 import os
@@ -9,8 +10,9 @@ import subprocess
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.base import BaseEstimator, ClassifierMixin
 
-from sklearn_cxr import __version__
+from sklearn_cxr import __version__, evaluate_classifier
 from sklearn_cxr._cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -99,7 +101,7 @@ def test_page_escapes_labels(tmp_path):
 
 
 def test_training_size_of_finetune_models():
-    from _reliability_utils import TinyNet
+    from _helpers import TinyNet
 
     from sklearn_cxr import PretrainedCNNClassifier
     from sklearn_cxr._report import _training_size
@@ -157,3 +159,45 @@ def test_page_renders_in_chromium(report_dir, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (2400, 1000)
     assert pixels.std() > 10  # not a blank page
+
+
+class _FixedModel(ClassifierMixin, BaseEstimator):
+    """A fitted classifier whose probabilities are given; X are row indices."""
+
+    def __init__(self, classes, proba):
+        self.classes = classes
+        self.proba = proba
+
+    def fit(self, X=None, y=None):
+        self.classes_ = np.asarray(self.classes)
+        return self
+
+    def predict_proba(self, X):
+        return np.asarray(self.proba)[np.asarray(X)]
+
+
+def test_evaluate_classifier_binary_and_subtypes(tmp_path):
+    proba = np.array([[0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]])
+    model = _FixedModel(["NORMAL", "PNEUMONIA"], proba).fit()
+    y = np.array(["NORMAL", "NORMAL", "PNEUMONIA", "PNEUMONIA"])
+    report = evaluate_classifier(model, np.arange(4), y, n_bootstrap=0)
+    assert report.confusion_matrix.tolist() == [[1, 1], [1, 1]]
+    # three classes: disease is 1 - P(normal)
+    proba3 = np.array([[0.8, 0.1, 0.1], [0.3, 0.3, 0.4], [0.1, 0.1, 0.8]])
+    model3 = _FixedModel(["normal", "bacterial", "viral"], proba3).fit()
+    y3 = np.array(["normal", "viral", "bacterial"])
+    report3 = evaluate_classifier(
+        model3, np.arange(3), y3, n_bootstrap=0, report_dir=tmp_path
+    )
+    assert report3.labels == ("normal", "PNEUMONIA")
+    assert report3.confusion_matrix.tolist() == [[1, 0], [0, 2]]
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["figures"] == {
+        "roc_curve": "roc_curve.png",
+        "confusion_matrix": "confusion_matrix.png",
+    }
+    for name in saved["figures"].values():
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = _FixedModel(["cat", "dog", "bird"], proba3).fit()
+    with pytest.raises(ValueError, match="none is 'NORMAL'"):
+        evaluate_classifier(bad, np.arange(3), ["cat", "dog", "bird"])

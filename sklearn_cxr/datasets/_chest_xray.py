@@ -13,6 +13,7 @@ from joblib import Parallel, delayed
 from PIL import Image
 from sklearn.utils import Bunch
 
+from .._image_files import list_image_files
 from .._images import IMAGE_EXTENSIONS, read_image
 from ._base import (
     RemoteFileMetadata,
@@ -22,7 +23,7 @@ from ._base import (
     _safe_extract,
 )
 
-__all__ = ["load_chest_xray", "fetch_chest_xray"]
+__all__ = ["load_chest_xray", "fetch_chest_xray", "load_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,16 +99,6 @@ def _parse_name(name, class_folder):
     return group, "normal"
 
 
-def _is_image_file(path):
-    name = path.name
-    # macOS resource forks (._x.jpeg) and other hidden files are not images.
-    return (
-        not name.startswith(".")
-        and path.suffix.lower() in IMAGE_EXTENSIONS
-        and path.is_file()
-    )
-
-
 def _find_class_folders(folder):
     """Map each class to its folder under ``folder`` (case-insensitive)."""
     found = {}
@@ -139,7 +130,7 @@ def _scan(folder):
         if class_name not in class_dirs:
             continue
         class_dir = class_dirs[class_name]
-        files = sorted(p for p in class_dir.rglob("*") if _is_image_file(p))
+        files = [Path(p) for p in list_image_files(class_dir)]
         if not files:
             raise FileNotFoundError(
                 f"Class folder {str(class_dir)!r} holds no image file (extensions "
@@ -466,3 +457,31 @@ def fetch_chest_xray(
         n_jobs=n_jobs,
         verbose=verbose,
     )
+
+
+def load_folder(data_dir, preferred_split, *, labels="binary"):
+    """Paths, labels and patients of a folder in the Kermany layout.
+
+    What the command line and the demo read: ``data_dir/<preferred_split>``
+    when ``data_dir`` has such a sub-folder (any case), else ``data_dir``
+    itself, with :func:`load_chest_xray` and ``return_paths=True``.
+
+    Parameters
+    ----------
+    data_dir : str or os.PathLike
+        The folder.
+    preferred_split : {"train", "val", "test"}
+        The split to read when ``data_dir`` has it.
+    labels : {"binary", "subtype"}, default="binary"
+        See :func:`load_chest_xray`.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        As :func:`load_chest_xray` with ``return_paths=True``.
+    """
+    split = None
+    if os.path.isdir(data_dir):
+        names = {entry.name.lower() for entry in os.scandir(data_dir) if entry.is_dir()}
+        split = preferred_split if preferred_split in names else None
+    return load_chest_xray(data_dir, split=split, labels=labels, return_paths=True)

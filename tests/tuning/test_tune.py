@@ -12,7 +12,7 @@ from sklearn_cxr import PretrainedCNNClassifier
 
 optuna = pytest.importorskip("optuna", reason="the tuning extra (optuna) is missing")
 
-from _tiny import TinyNet  # noqa: E402  (tests/tuning is on sys.path)
+from _helpers import TinyNet  # noqa: E402
 
 from sklearn_cxr.tuning import (  # noqa: E402
     OptunaPruningCallback,

@@ -8,34 +8,25 @@ import textwrap
 import joblib
 import numpy as np
 import pytest
-from _tiny import TinyNet  # noqa: E402  (tests/tuning is on sys.path)
+from _helpers import TinyNet
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 
 from sklearn_cxr import PretrainedCNNClassifier
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(TESTS_DIR)
 
 WORKER = textwrap.dedent(
     """
     import sys
     import numpy as np
     import optuna
-    from torch import nn
     from sklearn_cxr import PretrainedCNNClassifier
     from sklearn_cxr.tuning import tune
 
-    class TinyNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(
-                nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                nn.Flatten())
-            self.fc = nn.Linear(8, 2)
-
-        def forward(self, x):
-            return self.fc(self.features(x))
-
     url, name, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    sys.path.insert(0, sys.argv[4])  # the tests folder
+    from _helpers import TinyNet
     rng = np.random.RandomState(0)
     X = rng.randint(0, 120, (24, 32, 32), dtype=np.uint8)
     y = np.array(["NORMAL", "PNEUMONIA"] * 12)
@@ -59,7 +50,7 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, url, "shared", str(seed)],
+            [sys.executable, "-c", WORKER, url, "shared", str(seed), TESTS_DIR],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True,
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
-from _tiny import TinyNet  # noqa: E402  (tests/tuning is on sys.path)
+from _helpers import TinyNet
 
 from sklearn_cxr import PretrainedCNNClassifier
 
@@ -19,7 +19,7 @@ accelerate = pytest.importorskip(
     "accelerate", reason="the distributed extra (accelerate) is missing"
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "examples" / "distributed" / "train_accelerate.py"
 
 

@@ -7,15 +7,37 @@ from torch import nn
 
 
 class TinyNet(nn.Module):
-    """A backbone small enough for fast tests; its classifier is ``fc``."""
+    """The tests' one tiny backbone: a convolution, then the classifier ``fc``.
 
-    def __init__(self):
+    Fast enough for many fits (tuning trials, checkpoints, faults); ``conv``
+    is its only convolution (Grad-CAM's target, weights-file tests) and
+    ``fc`` the head the estimators replace.
+    """
+
+    def __init__(self, width=8):
         super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, stride=2)
-        self.fc = nn.Linear(4, 10)
+        self.conv = nn.Conv2d(3, width, 3, stride=2)
+        self.fc = nn.Linear(width, 10)
 
     def forward(self, x):
         return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def make_blobs(n=40, size=32, seed=0):
+    """Tiny two-class images: class 1 has a bright square, class 0 does not.
+
+    Returns ``X`` (uint8, ``(n, size, size)``), ``y`` (``"NORMAL"`` /
+    ``"PNEUMONIA"``) and ``groups`` (two images a patient). Tests get it as the
+    ``make_blobs`` fixture; subprocess scripts import it from here.
+    """
+    rng = np.random.RandomState(seed)
+    X = rng.randint(0, 120, (n, size, size), dtype=np.uint8)
+    y = np.array(["NORMAL", "PNEUMONIA"] * (n // 2))
+    s = size // 4
+    X[y == "PNEUMONIA", s : 3 * s, s : 3 * s] = 255
+    groups = np.repeat(np.arange(n // 2), 2)
+    rng.shuffle(groups)
+    return X, y, groups
 
 
 def tiny_params(**overrides):
