@@ -66,13 +66,27 @@ def shifted_paths(data, test, preset, seed):
     manifest = out / "manifest.json"
     names = [Path(p).stem + ".png" for p in data["paths"][test]]
     paths = [str(out / str(lab) / n) for lab, n in zip(data["y"][test], names)]
-    if manifest.is_file() and all(Path(p).is_file() for p in paths):
+    if (
+        manifest.is_file()
+        and _same_pipeline(manifest, preset, seed)
+        and all(Path(p).is_file() for p in paths)
+    ):
         return np.asarray(paths)
     written = shift.export_shifted(
         data["paths"][test], data["y"][test], out, preset, seed=seed
     )
     assert written == paths, "export order changed"
     return np.asarray(paths)
+
+
+def _same_pipeline(manifest, preset, seed):
+    """Whether an earlier export used today's steps of ``preset`` and ``seed``
+    (a preset's definition can change; stale images must not be reused)."""
+    from sklearn_cxr.datasets._shift import ACQUISITION_PRESETS
+
+    info = json.loads(manifest.read_text())
+    steps = [list(step) for step in ACQUISITION_PRESETS[preset]]
+    return info.get("steps") == steps and info.get("seed") == seed
 
 
 def pneumonia_proba(model, X, **kwargs):
