@@ -770,8 +770,7 @@ class PretrainedCNNClassifier(
             callable,
             Hidden(None),
         ],
-        # predict_proba: predict goes through it
-        "final_estimator": [HasMethods(["fit", "predict_proba"]), None],
+        "final_estimator": [HasMethods(["fit"]), None],
         "validation_fraction": [
             Interval(Real, 0, 0.5, closed="neither"),
             StrOptions({"auto"}),

@@ -303,7 +303,7 @@ def test_bad_parameters_are_named(blobs):
         ({"class_weight": "auto"}, r"'class_weight' parameter .*'balanced'"),
         ({"dropout": 1.0}, r"'dropout' parameter .* range \[0.0, 1.0\)"),
         ({"random_state": -1}, r"'random_state' parameter .* Got -1 instead"),
-        ({"final_estimator": object()}, r"implementing 'fit' and 'predict_proba'"),
+        ({"final_estimator": object()}, r"'final_estimator' .* implementing 'fit'"),
         ({"callbacks": [3]}, r"callbacks\[0\] must be a skorch callback"),
     ]:
         with pytest.raises(ValueError, match=match):
