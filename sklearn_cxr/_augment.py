@@ -19,7 +19,6 @@ __all__ = [
     "RandomGamma",
     "RandomJPEG",
     "acquisition_augmentation",
-    "check_augment",
     "check_tta",
     "tta_views",
 ]
@@ -134,18 +133,6 @@ def acquisition_augmentation():
             v2.RandomApply([v2.GaussianNoise(sigma=0.02)], p=0.3),
             RandomJPEG(quality=(30, 90), p=0.3),
         ]
-    )
-
-
-def check_augment(augment):
-    """Validate ``augment``; return it unchanged."""
-    if augment in (True, False, None) or callable(augment):
-        return augment
-    if isinstance(augment, str) and augment in AUGMENT_OPTIONS:
-        return augment
-    raise ValueError(
-        f"augment must be True, False, one of {list(AUGMENT_OPTIONS)} or a "
-        f"callable taking and returning an image tensor, got {augment!r}."
     )
 
 

@@ -12,12 +12,19 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Hidden,
+    Interval,
+    Options,
+    StrOptions,
+)
 from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
@@ -40,7 +47,7 @@ from skorch.utils import to_tensor
 from . import _adapt, _adapt_finetune
 from ._adapt import DomainAwareMixin
 from ._adapt_finetune import DeepCoralMixin
-from ._augment import check_augment, check_tta, tta_views
+from ._augment import AUGMENT_OPTIONS, check_tta, tta_views
 from ._backbones import CXRNetwork, build_head, load_backbone, probe_features
 from ._callbacks import WeightAveraging
 from ._checks import (
@@ -747,6 +754,53 @@ class PretrainedCNNClassifier(
     (2,)
     """
 
+    _parameter_constraints: dict = {
+        **PretrainedFeatures._parameter_constraints,
+        "mode": [StrOptions(set(_MODES))],
+        # each width is checked in fit (_check_param_details)
+        "hidden_units": ["array-like"],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "freeze_epochs": [Interval(Integral, 0, None, closed="left")],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+        "augment": [
+            "boolean",
+            StrOptions(set(AUGMENT_OPTIONS)),
+            callable,
+            Hidden(None),
+        ],
+        "final_estimator": [HasMethods(["fit"]), None],
+        "validation_fraction": [
+            Interval(Real, 0, 0.5, closed="neither"),
+            StrOptions({"auto"}),
+            None,
+        ],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "body_lr_factor": [Interval(Real, 0, None, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "callbacks": [list, None],
+        "amp": [StrOptions({"auto"}), "boolean"],
+        "standardize": ["boolean"],
+        # an accelerate.Accelerator, recognised without importing accelerate
+        "accelerator": [Options(bool, {True}), dict, HasMethods(["prepare"]), None],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "resume": ["boolean"],
+        "compile": ["boolean"],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+        "ema": [Interval(Real, 0, None, closed="neither"), None],
+        # the crop fractions are checked in fit (_check_param_details)
+        "tta": ["boolean", "array-like", Hidden(None)],
+        # which methods suit which mode is checked in fit
+        "adaptation": [
+            StrOptions(
+                {"auto"} | {m for ms in _adapt.ADAPTATIONS.values() for m in ms}
+            ),
+            None,
+        ],
+        "coral_weight": [Interval(Real, 0, None, closed="left")],
+    }
+
     def __init__(
         self,
         *,
@@ -825,12 +879,50 @@ class PretrainedCNNClassifier(
         self.coral_weight = coral_weight
 
     # ------------------------------------------------------------------ params
+    def get_params(self, deep=True):
+        """Get parameters, with those of the named callbacks when ``deep``.
+
+        As in skorch, ``deep=True`` adds ``callbacks__<name>`` (the callback)
+        and ``callbacks__<name>__<param>`` for each of ``callbacks``; an
+        unnamed callback is named after its class. These are exactly the
+        names :meth:`set_params` accepts.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return the parameters of ``final_estimator`` and of the
+            callbacks.
+
+        Returns
+        -------
+        params : dict
+        """
+        params = super().get_params(deep=deep)
+        if deep:
+            for name, callback in self._named_callbacks(strict=False):
+                params[f"callbacks__{name}"] = callback
+                if hasattr(callback, "get_params"):
+                    for key, value in callback.get_params().items():
+                        params[f"callbacks__{name}__{key}"] = value
+        return params
+
     def set_params(self, **params):
         """Set parameters, including nested ones of the default estimator.
 
         ``final_estimator__C=...`` works while ``final_estimator`` is None:
         the default ``LogisticRegression(C=0.01, max_iter=1000)`` is made explicit
-        first. ``callbacks__<name>__<param>`` reaches a named callback.
+        first. ``callbacks__<name>=callback`` replaces a named callback (None
+        removes it) and ``callbacks__<name>__<param>`` sets one of its
+        parameters, as in skorch.
+
+        Parameters
+        ----------
+        **params : dict
+            Parameter names as returned by ``get_params(deep=True)``.
+
+        Returns
+        -------
+        self : PretrainedCNNClassifier
         """
         nested_final = [k for k in params if k.startswith("final_estimator__")]
         if nested_final and params.get("final_estimator", self.final_estimator) is None:
@@ -842,7 +934,13 @@ class PretrainedCNNClassifier(
             k: params.pop(k) for k in list(params) if k.startswith("callbacks__")
         }
         super().set_params(**params)
+        # whole callbacks first, then the parameters of the callbacks now set
+        replaced = {k: v for k, v in callback_params.items() if k.count("__") == 1}
+        for key, value in replaced.items():
+            self._replace_callback(key, value)
         for key, value in callback_params.items():
+            if key in replaced:
+                continue
             _, name, param = key.split("__", 2)
             callback = dict(self._named_callbacks()).get(name)
             if callback is None:
@@ -850,108 +948,95 @@ class PretrainedCNNClassifier(
                     f"No callback named {name!r} for {key!r}; named callbacks: "
                     f"{[n for n, _ in self._named_callbacks()]}."
                 )
+            if not hasattr(callback, "set_params"):
+                raise ValueError(
+                    f"Cannot set {key!r}: the callback {name!r} "
+                    f"({type(callback).__name__}) has no set_params; replace it "
+                    f"with callbacks__{name}=<callback> instead."
+                )
             callback.set_params(**{param: value})
         return self
 
-    def _named_callbacks(self):
+    def _replace_callback(self, key, value):
+        name = key.split("__", 1)[1]
+        named = self._named_callbacks()
+        if name not in dict(named):
+            raise ValueError(
+                f"No callback named {name!r} for {key!r}; named callbacks: "
+                f"{[n for n, _ in named]}. Add a callback with the callbacks "
+                "parameter, e.g. callbacks=[(name, callback)]."
+            )
+        callbacks = []
+        for item, (item_name, _) in zip(self.callbacks, named):
+            if item_name != name:
+                callbacks.append(item)
+            elif value is not None:
+                callbacks.append((name, value) if isinstance(item, tuple) else value)
+        self.callbacks = callbacks
+
+    def _named_callbacks(self, strict=True):
+        """``(name, callback)`` for each of ``callbacks``; unnamed ones are
+        named after their class. With ``strict=False``, malformed entries are
+        skipped instead of refused (``get_params`` must not fail)."""
+        if not isinstance(self.callbacks, (list, tuple)):
+            if strict and self.callbacks is not None:
+                raise ValueError(
+                    "callbacks must be None or a list of skorch callbacks or "
+                    f"(name, callback) tuples, got {self.callbacks!r}."
+                )
+            return []
         named = []
-        for item in self.callbacks or ():
-            if isinstance(item, tuple):
-                named.append(item)
+        for i, item in enumerate(self.callbacks):
+            if isinstance(item, tuple) and len(item) == 2:
+                name, callback = item
             else:
-                named.append((type(item).__name__, item))
+                name, callback = type(item).__name__, item
+            # fit clones each callback: it needs get_params, as skorch's have
+            if (
+                isinstance(name, str)
+                and hasattr(callback, "get_params")
+                and not isinstance(callback, type)
+            ):
+                named.append((name, callback))
+            elif strict:
+                raise ValueError(
+                    f"callbacks[{i}] must be a skorch callback or a (name, "
+                    f"callback) tuple, got {item!r}."
+                )
         return named
 
-    def _validate_params_values(self):
-        self._check_common_params()
-        if self.mode not in _MODES:
-            raise ValueError(
-                f"mode must be 'finetune' or 'features', got {self.mode!r}."
-            )
-        if not isinstance(self.max_epochs, Integral) or self.max_epochs < 1:
-            raise ValueError(
-                f"max_epochs must be a positive integer, got {self.max_epochs!r}."
-            )
-        if not isinstance(self.freeze_epochs, Integral) or self.freeze_epochs < 0:
-            raise ValueError(
-                f"freeze_epochs must be an integer >= 0, got {self.freeze_epochs!r}."
-            )
-        if not isinstance(self.lr, Real) or not self.lr > 0:
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}.")
-        if not isinstance(self.dropout, Real) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}.")
+    def _check_param_details(self):
+        """Checks that ``_parameter_constraints`` cannot express: the values
+        inside ``hidden_units``, ``tta`` and ``callbacks``, booleans given as
+        numbers, the file system, and parameters that depend on each other."""
         if not all(
-            isinstance(u, Integral) and u > 0 for u in tuple(self.hidden_units)
+            isinstance(u, Integral) and not isinstance(u, bool) and u > 0
+            for u in self.hidden_units
         ):
             raise ValueError(
                 "hidden_units must be a tuple of positive integers, got "
                 f"{self.hidden_units!r}."
             )
-        frac = self.validation_fraction
-        if not (
-            frac is None
-            or (isinstance(frac, str) and frac == "auto")
-            or (isinstance(frac, Real) and 0 < frac < 0.5)
-        ):
+        check_tta(self.tta)
+        if isinstance(self.ema, bool):
             raise ValueError(
-                "validation_fraction must be 'auto', None or in (0, 0.5), got "
-                f"{frac!r}."
+                "ema must be None or a positive number of epochs (the time "
+                f"constant of the weight average, e.g. 0.5), got {self.ema!r}."
             )
-        if self.amp not in ("auto", True, False):
-            raise ValueError(f"amp must be 'auto', True or False, got {self.amp!r}.")
-        if not (
-            self.class_weight is None
-            or self.class_weight == "balanced"
-            or isinstance(self.class_weight, dict)
-        ):
-            raise ValueError(
-                "class_weight must be None, 'balanced' or a dict {label: weight}, "
-                f"got {self.class_weight!r}."
-            )
-        if self.checkpoint_dir is not None and not isinstance(
-            self.checkpoint_dir, (str, os.PathLike)
-        ):
-            raise TypeError(
-                "checkpoint_dir must be None or a folder path, got "
-                f"{type(self.checkpoint_dir).__name__}."
-            )
+        self._named_callbacks()
         if self.checkpoint_dir is not None and os.path.isfile(self.checkpoint_dir):
             raise ValueError(
                 f"checkpoint_dir={os.fspath(self.checkpoint_dir)!r} is a file; pass "
                 "a folder (it is created if missing)."
             )
-        self._validate_lever_params()
-        if self.resume not in (True, False):
-            raise ValueError(f"resume must be True or False, got {self.resume!r}.")
         if self.resume and self.checkpoint_dir is None:
             raise ValueError(
                 "resume=True needs checkpoint_dir: the folder in which the "
                 "interrupted fit saved its epochs."
             )
 
-    def _validate_lever_params(self):
-        check_augment(self.augment)
-        check_tta(self.tta)
-        smoothing = self.label_smoothing
-        if not (
-            isinstance(smoothing, Real)
-            and not isinstance(smoothing, bool)
-            and 0 <= smoothing < 1
-        ):
-            raise ValueError(
-                f"label_smoothing must be a number in [0, 1), got {smoothing!r}."
-            )
-        if self.ema is not None and not (
-            isinstance(self.ema, Real)
-            and not isinstance(self.ema, bool)
-            and 0 < self.ema < math.inf
-        ):
-            raise ValueError(
-                "ema must be None or a positive number of epochs (the time "
-                f"constant of the weight average, e.g. 0.5), got {self.ema!r}."
-            )
-
     # --------------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, groups=None, sample_weight=None, sample_domain=None):
         """Fit the classifier.
 
@@ -980,7 +1065,7 @@ class PretrainedCNNClassifier(
         -------
         self : PretrainedCNNClassifier
         """
-        self._validate_params_values()
+        self._check_param_details()
         images = check_images(X)
         split = None
         if sample_domain is not None:

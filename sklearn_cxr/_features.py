@@ -6,11 +6,13 @@ import copy
 import hashlib
 import logging
 import os
+from enum import Enum
 from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._backbones import load_backbone, probe_features
@@ -33,24 +35,14 @@ logger = logging.getLogger(__name__)
 class _BackboneParamsMixin:
     """Validation and set-up shared by both estimators."""
 
-    def _check_common_params(self):
-        if not isinstance(self.image_size, Integral) or self.image_size < 8:
-            raise ValueError(
-                f"image_size must be an integer >= 8, got {self.image_size!r}."
-            )
-        if not isinstance(self.batch_size, Integral) or self.batch_size < 1:
-            raise ValueError(
-                f"batch_size must be a positive integer, got {self.batch_size!r}."
-            )
-        if self.num_workers != "auto" and (
-            not isinstance(self.num_workers, Integral) or self.num_workers < 0
-        ):
-            raise ValueError(
-                "num_workers must be an integer >= 0 or 'auto', got "
-                f"{self.num_workers!r}."
-            )
-        if self.in_chans not in (1, 3):
-            raise ValueError(f"in_chans must be 1 or 3, got {self.in_chans!r}.")
+    def _validate_params_values(self):
+        """Every parameter check, for a model that skips ``fit`` (loaded from
+        a file): ``_parameter_constraints``, then :meth:`_check_param_details`."""
+        self._validate_params()
+        self._check_param_details()
+
+    def _check_param_details(self):
+        """Checks that ``_parameter_constraints`` cannot express (none here)."""
 
     @property
     def preprocessing_(self):
@@ -159,6 +151,25 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
     (4, 512)
     """
 
+    _parameter_constraints: dict = {
+        "backbone": [str, torch.nn.Module],
+        # a torchvision weights enum member is accepted too
+        "weights": [str, os.PathLike, Enum, None],
+        "image_size": [Interval(Integral, 8, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        # names such as "cuda:1" are checked in fit by resolve_device
+        "device": [str, torch.device],
+        "num_workers": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
+        "in_chans": [Options(Integral, {1, 3})],
+        "equalize": ["boolean"],
+    }
+
     def __init__(
         self,
         *,
@@ -186,6 +197,7 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         self.in_chans = in_chans
         self.equalize = equalize
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
         """Load the backbone and its weights.
 
@@ -199,7 +211,7 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         -------
         self : PretrainedFeatures
         """
-        self._check_common_params()
+        self._check_param_details()
         n_images = None if X is None else len(check_images(X))
         seed = check_random_seed(self.random_state)
         seed_everything(seed)

@@ -294,13 +294,17 @@ def test_cross_val_score_with_paths_both_modes(tmp_path, blobs):
 def test_bad_parameters_are_named(blobs):
     X, y, _ = blobs
     for params, match in [
-        ({"mode": "frozen"}, "mode must be"),
-        ({"image_size": 3}, "image_size must be"),
-        ({"max_epochs": 0}, "max_epochs must be"),
-        ({"hidden_units": (0,)}, "hidden_units"),
-        ({"validation_fraction": 0.9}, "validation_fraction"),
-        ({"class_weight": "auto"}, "class_weight"),
-        ({"dropout": 1.0}, "dropout"),
+        ({"mode": "frozen"}, r"'mode' parameter of \w+ must be a str among"),
+        ({"image_size": 3}, r"'image_size' parameter .* range \[8, inf\)"),
+        ({"max_epochs": 0}, r"'max_epochs' parameter .* Got 0 instead"),
+        ({"hidden_units": (0,)}, r"hidden_units must be a tuple of positive"),
+        ({"hidden_units": 64}, r"'hidden_units' parameter .* array-like"),
+        ({"validation_fraction": 0.9}, r"'validation_fraction' parameter"),
+        ({"class_weight": "auto"}, r"'class_weight' parameter .*'balanced'"),
+        ({"dropout": 1.0}, r"'dropout' parameter .* range \[0.0, 1.0\)"),
+        ({"random_state": -1}, r"'random_state' parameter .* Got -1 instead"),
+        ({"final_estimator": object()}, r"'final_estimator' .* implementing 'fit'"),
+        ({"callbacks": [3]}, r"callbacks\[0\] must be a skorch callback"),
     ]:
         with pytest.raises(ValueError, match=match):
             finetune(**params).fit(X, y)
@@ -350,5 +354,5 @@ def test_num_workers_auto(blobs):
     X, y, _ = blobs
     clf = features(num_workers="auto").fit(X, y)
     assert clf.predict(X).shape == (len(X),)
-    with pytest.raises(ValueError, match="num_workers must be"):
+    with pytest.raises(ValueError, match="'num_workers' parameter of"):
         features(num_workers="many").fit(X, y)

@@ -30,9 +30,10 @@ data checks are re-done below on image input. Not run, with the reason:
 * ``check_class_weight_*``: they compare with linear models on tables;
   ``class_weight="balanced"`` is tested in ``test_classifier.py``.
 * ``check_array_api_*``: torch tensors are not accepted as an array API input.
-* ``check_param_validation``: parameters are validated in ``fit`` with our own
-  messages (``test_classifier.py::test_bad_parameters_are_named``), not through
-  ``_parameter_constraints``.
+
+``check_param_validation`` runs: a bad parameter is refused by
+``_parameter_constraints`` before ``fit`` looks at the data, so its 2-D table
+is never read.
 """
 
 import pickle
@@ -65,6 +66,7 @@ API_CHECKS = [
     ec.check_estimator_tags_renamed,
     ec.check_valid_tag_types,
     ec.check_mixin_order,
+    ec.check_param_validation,
 ]
 
 

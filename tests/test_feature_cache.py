@@ -108,7 +108,10 @@ def test_weights_file_content_is_in_the_key(tmp_path, embed_calls, make_blobs):
 
 def test_bad_memory_is_refused(blobs):
     X, _, _ = blobs
-    feats = _feats(memory=3.5)
+    with pytest.raises(ValueError, match=r"'memory' parameter .* Got 3.5 instead"):
+        _feats(memory=3.5)
+    # set after fit, it is refused where it is used
+    feats = _feats(memory=None).set_params(memory=3.5)
     with pytest.raises(ValueError, match="memory must be None, a folder path"):
         feats.transform(X[:2])
 

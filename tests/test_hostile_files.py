@@ -411,6 +411,8 @@ def test_hostile_model_configs_are_refused(saved_model, tmp_path):
     labels["fitted"]["classes_"]["dtype"] = "(100,100)f8"
     unknown_param = json.loads(json.dumps(config))
     unknown_param["params"]["bogus"] = 1
+    bad_value = json.loads(json.dumps(config))
+    bad_value["params"]["image_size"] = 3
     padded = json.dumps(config).encode() + b" " * (2 << 20)  # valid JSON, 2 MB
     cases = {
         "inflated": ({"raw": padded, "compress": True},
@@ -425,6 +427,8 @@ def test_hostile_model_configs_are_refused(saved_model, tmp_path):
         "unknown-param": ({"config": unknown_param},
                           r"sets parameters \['bogus'\] that PretrainedCNN"),
         "unknown-key": ({"config": changed(extra=1)}, r"unknown keys \['extra'\]"),
+        "bad-param-value": ({"config": bad_value},
+                            r"invalid parameters: The 'image_size' parameter"),
     }
     for name, (change, message) in cases.items():
         bad = _with_config(path, tmp_path / f"{name}.cxr", **change)
