@@ -20,6 +20,7 @@ from ._offline_weights import (
     _package_file,
     offline_state_dict,
 )
+from .exceptions import WeightsUnavailableError
 
 __all__ = [
     "Backbone",
@@ -35,10 +36,6 @@ logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class WeightsUnavailableError(OSError):
-    """Pretrained weights could not be loaded (no network, no cached file)."""
 
 
 def _torchvision_names():
@@ -206,7 +203,6 @@ class Backbone:
     """A headless backbone and the preprocessing its weights expect."""
 
     body: nn.Module
-    n_features: int
     mean: tuple
     std: tuple
     interpolation: str
@@ -612,7 +608,6 @@ def load_backbone(backbone, weights="DEFAULT", *, in_chans=3):
         interpolation = "bilinear"
     return Backbone(
         body=model,
-        n_features=0,
         mean=mean,
         std=std,
         interpolation=interpolation,

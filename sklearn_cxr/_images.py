@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from .exceptions import ImageReadError
+
 __all__ = [
     "ImageReadError",
     "ImageCollection",
@@ -37,15 +39,6 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # file's bytes, whatever its name: an EPS file named .png would run
 # Ghostscript on the file's PostScript.
 _PIL_FORMATS = ("JPEG", "PNG", "TIFF", "BMP")
-
-
-class ImageReadError(OSError, ValueError):
-    """An image file could not be read: missing, empty, truncated, not an image
-    or too large. The message names the file.
-
-    It subclasses both :class:`OSError` and :class:`ValueError` so that callers
-    catching either see it.
-    """
 
 
 def _to_uint8(array, name):
@@ -545,9 +538,6 @@ class EqualizeHistogram(torch.nn.Module):
 
     def extra_repr(self):
         return ""
-
-
-_INTERPOLATIONS = {"bilinear", "bicubic", "nearest"}
 
 
 def build_transform(

@@ -15,6 +15,8 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from .exceptions import ModelFileError
+
 __all__ = [
     "ModelFileError",
     "check_head_shapes",
@@ -45,10 +47,6 @@ _REQUIRED_KEYS = {"format", "format_version", "class", "params", "fitted"}
 #: Label dtypes a file may name: strings, integers, floats, bools, objects.
 _LABEL_DTYPE = re.compile(r"[<>|=]?(U\d{1,5}|[iu][1248]|f[248]|b1|O)")
 _MAX_CLASSES = 100_000
-
-
-class ModelFileError(ValueError):
-    """A file is not a safe sklearn_cxr model, or would need untrusted code."""
 
 
 def check_members(archive, path):

@@ -424,7 +424,7 @@ def save_model(estimator, path):
             tensors.update(adapt_tensors)
     from safetensors.torch import save as save_tensors
 
-    from . import __version__
+    from ._version import __version__
 
     config = {
         "format": FORMAT,

@@ -210,7 +210,7 @@ def _inference_graph(model):
 
 
 def _metadata(model, preprocessing):
-    from . import __version__
+    from ._version import __version__
 
     return {
         "classes": json.dumps([_plain(c) for c in model.classes_.tolist()]),

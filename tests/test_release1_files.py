@@ -14,8 +14,7 @@ import joblib
 import numpy as np
 import pytest
 
-from sklearn_cxr import PretrainedCNNClassifier, PretrainedFeatures
-from sklearn_cxr import ModelFileError
+from sklearn_cxr import ModelFileError, PretrainedCNNClassifier, PretrainedFeatures
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "release1")
 

@@ -22,8 +22,9 @@ from collections import OrderedDict
 
 import joblib
 import numpy as np
-import sklearn_cxr
 import torch
+
+import sklearn_cxr
 from sklearn_cxr import PretrainedCNNClassifier, PretrainedFeatures
 
 HERE = os.path.dirname(os.path.abspath(__file__))
