@@ -26,6 +26,7 @@ __all__ = [
     "Backbone",
     "CXRNetwork",
     "WeightsUnavailableError",
+    "build_architecture",
     "build_head",
     "check_backbone_name",
     "list_backbones",
@@ -223,6 +224,12 @@ class CXRNetwork(nn.Module):
 
     def forward(self, x, sample_weight=None):
         return self.head(self.body(x))
+
+    @property
+    def in_features(self):
+        """Width of the pooled features the head takes."""
+        linear = next(m for m in self.head.modules() if isinstance(m, nn.Linear))
+        return linear.in_features
 
 
 def build_head(n_features, n_classes, hidden_units=(), dropout=0.0):
@@ -613,6 +620,13 @@ def load_backbone(backbone, weights="DEFAULT", *, in_chans=3):
         interpolation=interpolation,
         name=name,
     )
+
+
+def build_architecture(backbone, in_chans):
+    """The headless architecture of ``backbone`` with random weights, to load
+    saved weights into; it draws from no random stream of the caller."""
+    with torch.random.fork_rng(devices=[]):
+        return load_backbone(backbone, None, in_chans=in_chans).body
 
 
 def probe_features(body, image_size, in_chans):

@@ -13,12 +13,24 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._backbones import load_backbone, probe_features
+from ._backbones import build_architecture, load_backbone, probe_features
 from ._feature_cache import cached_embed, memory_location, state_digest
-from ._images import ImageDataset, build_transform, check_images
+from ._images import ImageDataset, check_images
+from ._model_schema import check_features_fitted
+from ._param_docs import fill_param_docs
+from ._persistence import (
+    apply_memory_format,
+    cpu_tensors,
+    load_model,
+    load_tensors,
+    memory_format,
+    save_model,
+)
+from ._preprocessing import Preprocessing
 from ._utils import (
     check_random_seed,
     explain_out_of_memory,
+    fitted_device,
     make_loader,
     resolve_device,
     resolve_num_workers,
@@ -52,23 +64,58 @@ class _BackboneParamsMixin:
         if self.in_chans not in (1, 3):
             raise ValueError(f"in_chans must be 1 or 3, got {self.in_chans!r}.")
 
+    # The fitted preprocessing is one value, ``preprocessing_``; these three
+    # read-only views keep the attributes of earlier versions.
     @property
-    def preprocessing_(self):
-        """The inference preprocessing, a :class:`~sklearn_cxr.Preprocessing`."""
-        from ._preprocessing import Preprocessing
+    def mean_(self):
+        """Normalisation means of the weights (``preprocessing_.mean``)."""
+        return self.preprocessing_.mean
 
-        return Preprocessing.from_estimator(self)
+    @property
+    def std_(self):
+        """Normalisation deviations of the weights (``preprocessing_.std``)."""
+        return self.preprocessing_.std
+
+    @property
+    def interpolation_(self):
+        """Resize interpolation of the weights (``preprocessing_.interpolation``)."""
+        return self.preprocessing_.interpolation
 
     def _eval_transform(self):
-        return build_transform(
-            self.image_size,
-            mean=self.mean_,
-            std=self.std_,
-            channels=self.in_chans,
-            interpolation=self.interpolation_,
-            train=False,
-            equalize=self.equalize,
-        )
+        return self.preprocessing_.transform()
+
+    def _pickle_state(self, module_attrs):
+        """Pickle state with the torch modules moved to the CPU.
+
+        A model fitted on CUDA then loads on a machine without a GPU.
+        """
+        state = self.__dict__.copy()
+        for attr in module_attrs:
+            module = state.get(attr)
+            if module is not None and any(p.is_cuda for p in module.parameters()):
+                state[attr] = copy.deepcopy(module).cpu()
+        return state
+
+    def _unpickle_state(self, state, module_attrs):
+        state = dict(state)
+        if "mean_" in state:
+            # a pickle of a version that kept the preprocessing as three values
+            state["preprocessing_"] = Preprocessing(
+                image_size=int(state["image_size"]),
+                in_chans=int(state.get("in_chans", 3)),
+                mean=tuple(float(v) for v in state.pop("mean_")),
+                std=tuple(float(v) for v in state.pop("std_")),
+                interpolation=str(state.pop("interpolation_")),
+                equalize=bool(state.get("equalize", False)),
+            )
+        self.__dict__.update(state)
+        if state.get("device_") is None:
+            return
+        self.device_ = fitted_device(state["device_"])
+        for attr in module_attrs:
+            module = state.get(attr)
+            if module is not None:
+                setattr(self, attr, module.to(self.device_))
 
 
 def _weights_identity(weights):
@@ -94,25 +141,12 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    backbone : str or torch.nn.Module, default="resnet18"
-        A torchvision model name (see :func:`list_backbones`),
-        ``"timm:<name>"`` with the optional ``timm`` dependency, or a module.
-        Its classification layer is removed.
-    weights : str, os.PathLike or None, default="DEFAULT"
-        A torchvision weights name (``"DEFAULT"``, ``"IMAGENET1K_V1"``...), a
-        path to a state-dict file (loaded with ``weights_only=True``) or None
-        for random initialisation. Weights that cannot be downloaded raise
-        :class:`~sklearn_cxr.WeightsUnavailableError`; there is no silent
-        fallback to random weights.
-    image_size : int, default=224
-        Images are resized to ``image_size x image_size``.
-    batch_size : int, default=32
-        Images per forward pass.
-    device : {"auto", "cpu", "cuda"}, default="auto"
-        ``"auto"`` uses CUDA when available.
-    num_workers : int or "auto", default=0
-        DataLoader worker processes decoding images; "auto" uses up to 4 on
-        CUDA and none on the CPU.
+    %(backbone)s
+    %(weights)s
+    %(image_size)s
+    %(batch_size)s
+    %(device)s
+    %(num_workers)s
     random_state : int, RandomState or None, default=None
         Seeds the random initialisation when ``weights=None``.
     verbose : int, default=0
@@ -124,11 +158,8 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         the loaded weights themselves. Entries are kept per image, so the
         folds and candidates of a cross-validated search share one backbone
         pass.
-    in_chans : {1, 3}, default=3
-        Channels fed to the network. 3 replicates grayscale images; 1 converts
-        to grayscale and sums the stem convolution's pretrained RGB filters.
-    equalize : bool, default=False
-        Equalise each image's histogram before resizing.
+    %(in_chans)s
+    %(equalize)s
 
     Attributes
     ----------
@@ -213,8 +244,9 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         if n_images is not None:
             self.n_images_seen_ = n_images  # informative only
         self.seed_, self.device_ = seed, device
-        self.mean_, self.std_ = spec.mean, spec.std
-        self.interpolation_ = spec.interpolation
+        self.preprocessing_ = Preprocessing.from_backbone(
+            spec, self.image_size, self.in_chans, self.equalize
+        )
         self.n_features_out_ = n_features
         self.backbone_ = backbone
         return self
@@ -303,8 +335,6 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         -------
         path : str
         """
-        from ._persistence import save_model
-
         return save_model(self, path)
 
     @classmethod
@@ -323,8 +353,6 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         -------
         features : PretrainedFeatures
         """
-        from ._persistence import load_model
-
         return load_model(path, expected_class=cls, trusted=trusted)
 
     def get_feature_names_out(self, input_features=None):
@@ -344,40 +372,59 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
+    # ------------------------------------------------------------ persistence
+    _STATE_PREFIX = "features."
+
+    def _validate_state_params(self):
+        """Check the parameters of a model read from a file."""
+        self._check_common_params()
+
+    def _get_state(self):
+        """The fitted state, for :func:`~sklearn_cxr._persistence.save_model`."""
+        check_is_fitted(self, "backbone_")
+        pre = self.preprocessing_
+        fitted = {
+            "seed_": self.seed_,
+            "device_": self.device_,
+            "n_features_out_": self.n_features_out_,
+            "interpolation_": pre.interpolation,
+            "mean_": list(pre.mean),
+            "std_": list(pre.std),
+            "memory_format": memory_format(self.backbone_),
+        }
+        if hasattr(self, "n_images_seen_"):
+            fitted["n_images_seen_"] = int(self.n_images_seen_)
+        tensors = {
+            self._STATE_PREFIX + k: v for k, v in cpu_tensors(self.backbone_).items()
+        }
+        return {"fitted": fitted, "tensors": tensors}
+
+    def _set_state(self, fitted, tensors, parts):
+        """Restore the fitted state that :meth:`_get_state` gave."""
+        check_features_fitted(fitted, parts.path)
+        self.seed_ = fitted["seed_"]
+        self.n_features_out_ = fitted["n_features_out_"]
+        self.preprocessing_ = Preprocessing(
+            image_size=int(self.image_size),
+            in_chans=int(self.in_chans),
+            mean=tuple(fitted["mean_"]),
+            std=tuple(fitted["std_"]),
+            interpolation=fitted["interpolation_"],
+            equalize=bool(self.equalize),
+        )
+        if "n_images_seen_" in fitted:
+            self.n_images_seen_ = fitted["n_images_seen_"]
+        self.device_ = fitted_device(fitted["device_"])
+        body = build_architecture(self.backbone, self.in_chans)
+        load_tensors(body, tensors, self._STATE_PREFIX, f"backbone {self.backbone!r}")
+        self.backbone_ = apply_memory_format(body.eval().to(self.device_), fitted)
+        return self
+
     def __getstate__(self):
-        return _cpu_state(self, ("backbone_",))
+        return self._pickle_state(("backbone_",))
 
     def __setstate__(self, state):
-        _restore_state(self, state, ("backbone_",))
+        self._unpickle_state(state, ("backbone_",))
 
 
-def _cpu_state(estimator, module_attrs):
-    """Pickle state with the torch modules moved to the CPU.
-
-    A model fitted on CUDA then loads on a machine without a GPU.
-    """
-    state = estimator.__dict__.copy()
-    for attr in module_attrs:
-        module = state.get(attr)
-        if module is not None and any(
-            p.is_cuda for p in module.parameters()
-        ):
-            state[attr] = copy.deepcopy(module).cpu()
-    return state
-
-
-def _restore_state(estimator, state, module_attrs):
-    estimator.__dict__.update(state)
-    fitted_on = state.get("device_")
-    if fitted_on is None:
-        return
-    if str(fitted_on).startswith("cuda") and not torch.cuda.is_available():
-        logger.warning(
-            "Model fitted on %s loaded on a machine without CUDA: using the CPU.",
-            fitted_on,
-        )
-        estimator.device_ = "cpu"
-    for attr in module_attrs:
-        module = state.get(attr)
-        if module is not None:
-            setattr(estimator, attr, module.to(estimator.device_))
+PretrainedFeatures.__doc__ = fill_param_docs(PretrainedFeatures.__doc__)

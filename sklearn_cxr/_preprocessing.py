@@ -68,6 +68,31 @@ class Preprocessing:
     equalize: bool
 
     @classmethod
+    def from_backbone(cls, backbone, image_size, in_chans, equalize):
+        """The preprocessing of a loaded backbone under the given parameters.
+
+        Parameters
+        ----------
+        backbone : Backbone
+            What :func:`~sklearn_cxr._backbones.load_backbone` returned; its
+            weights decide ``mean``, ``std`` and ``interpolation``.
+        image_size, in_chans, equalize
+            The estimator's parameters.
+
+        Returns
+        -------
+        preprocessing : Preprocessing
+        """
+        return cls(
+            image_size=int(image_size),
+            in_chans=int(in_chans),
+            mean=tuple(float(v) for v in backbone.mean),
+            std=tuple(float(v) for v in backbone.std),
+            interpolation=str(backbone.interpolation),
+            equalize=bool(equalize),
+        )
+
+    @classmethod
     def from_estimator(cls, estimator):
         """The preprocessing of a fitted estimator of this package.
 
@@ -79,19 +104,10 @@ class Preprocessing:
         Returns
         -------
         preprocessing : Preprocessing
+            Its ``preprocessing_``.
         """
-        features = getattr(estimator, "features_", None)
-        if features is not None:  # a classifier in feature mode
-            estimator = features
-        check_is_fitted(estimator, "mean_")
-        return cls(
-            image_size=int(estimator.image_size),
-            in_chans=int(estimator.in_chans),
-            mean=tuple(float(v) for v in estimator.mean_),
-            std=tuple(float(v) for v in estimator.std_),
-            interpolation=str(estimator.interpolation_),
-            equalize=bool(estimator.equalize),
-        )
+        check_is_fitted(estimator, "preprocessing_")
+        return estimator.preprocessing_
 
     @property
     def channel_mean(self):
@@ -115,13 +131,31 @@ class Preprocessing:
         transform : torchvision.transforms.v2.Compose
             Exactly the transform the model applies at prediction time.
         """
+        return self._build(train=False, augment=False)
+
+    def train_transform(self, augment):
+        """The transform of training: the same steps with augmentation.
+
+        Parameters
+        ----------
+        augment : bool, "geometric", "acquisition" or callable
+            The classifier's ``augment``; False gives :meth:`transform`.
+
+        Returns
+        -------
+        transform : torchvision.transforms.v2.Compose
+        """
+        return self._build(train=True, augment=augment)
+
+    def _build(self, train, augment):
         return build_transform(
             self.image_size,
             mean=self.mean,
             std=self.std,
             channels=self.in_chans,
             interpolation=self.interpolation,
-            train=False,
+            train=train,
+            augment=augment,
             equalize=self.equalize,
         )
 
