@@ -41,7 +41,7 @@ def test_accelerator_in_one_process_pickles_as_a_plain_net(blobs):
     assert len(clf.history_) == 2 and "valid_auc" in clf.history_[-1]
     proba = clf.predict_proba(X)
     loaded = pickle.loads(pickle.dumps(clf))
-    assert type(loaded.net_).__name__ == "_CXRNet"
+    assert type(loaded.net_).__name__ == "SkorchNet"
     assert not hasattr(loaded.net_, "accelerator")
     np.testing.assert_array_equal(loaded.predict_proba(X), proba)
 
