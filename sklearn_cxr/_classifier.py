@@ -17,7 +17,11 @@ from ._augment import Chain, ViewCollection, check_augment, check_tta
 from ._callbacks import FineTuneSchedule, FreezeBody, StopOnNonFiniteLoss, valid_roc_auc
 from ._checkpoint import EpochCheckpoint, ResumeFromCheckpoint
 from ._checks import check_sample_weight, check_targets
-from ._classifier_state import classifier_state, restore_classifier
+from ._classifier_state import (
+    check_saved_classifier,
+    classifier_state,
+    restore_classifier,
+)
 from ._feature_mode import default_final_estimator, fit_features, predict_proba_features
 from ._features import _BackboneParamsMixin
 from ._finetune import fit_finetune, predict_proba_finetune, split_validation
@@ -636,6 +640,11 @@ class PretrainedCNNClassifier(
         """The fitted state, for :func:`~sklearn_cxr._persistence.save_model`."""
         check_is_fitted(self, "classes_")
         return classifier_state(self)
+
+    @staticmethod
+    def _check_saved_state(fitted, path):
+        """Check the ``fitted`` part of a file before anything is built."""
+        check_saved_classifier(fitted, path)
 
     def _set_state(self, fitted, tensors, parts):
         """Restore the fitted state that :meth:`_get_state` gave."""

@@ -30,7 +30,7 @@ from ._preprocessing import Preprocessing
 from ._utils import fitted_device
 from .exceptions import ModelFileError
 
-__all__ = ["classifier_state", "restore_classifier"]
+__all__ = ["check_saved_classifier", "classifier_state", "restore_classifier"]
 
 _MODULE = "module."
 
@@ -58,10 +58,7 @@ def classifier_state(clf):
             skops["scaler.skops"] = clf.scaler_
     else:
         module = clf.net_.module_
-        pre = clf.preprocessing_
-        fitted["mean_"] = list(pre.mean)
-        fitted["std_"] = list(pre.std)
-        fitted["interpolation_"] = pre.interpolation
+        fitted.update(clf.preprocessing_.file_fields())
         fitted["memory_format"] = memory_format(module)
         fitted["head_in_features"] = int(module.in_features)
         tensors.update({_MODULE + k: v for k, v in cpu_tensors(module).items()})
@@ -72,10 +69,14 @@ def classifier_state(clf):
     return {"fitted": fitted, "tensors": tensors, "skops": skops, "extra": extra}
 
 
+def check_saved_classifier(fitted, path):
+    """Check the ``fitted`` part of a classifier's file (nested parts too)."""
+    check_classifier_fitted(fitted, path, PretrainedFeatures)
+
+
 def restore_classifier(clf, fitted, tensors, parts):
     """Restore into ``clf`` (built from the file's parameters) its fitted state."""
     path = parts.path
-    check_classifier_fitted(fitted, path, PretrainedFeatures)
     clf.classes_ = decode_classes(fitted["classes_"])
     clf.n_classes_ = fitted["n_classes_"]
     clf.seed_ = fitted["seed_"]
@@ -114,13 +115,8 @@ def _restore_network(clf, fitted, tensors, parts):
     module = CXRNetwork(body, head)
     load_tensors(module, tensors, _MODULE, f"network {clf.backbone!r}")
     apply_memory_format(module, fitted)
-    clf.preprocessing_ = Preprocessing(
-        image_size=int(clf.image_size),
-        in_chans=int(clf.in_chans),
-        mean=tuple(fitted["mean_"]),
-        std=tuple(fitted["std_"]),
-        interpolation=fitted["interpolation_"],
-        equalize=bool(clf.equalize),
+    clf.preprocessing_ = Preprocessing.from_file_fields(
+        fitted, image_size=clf.image_size, in_chans=clf.in_chans, equalize=clf.equalize
     )
     net = make_net(
         module,

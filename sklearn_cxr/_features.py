@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import logging
 import os
@@ -100,13 +101,12 @@ class _BackboneParamsMixin:
         state = dict(state)
         if "mean_" in state:
             # a pickle of a version that kept the preprocessing as three values
-            state["preprocessing_"] = Preprocessing(
-                image_size=int(state["image_size"]),
-                in_chans=int(state.get("in_chans", 3)),
-                mean=tuple(float(v) for v in state.pop("mean_")),
-                std=tuple(float(v) for v in state.pop("std_")),
-                interpolation=str(state.pop("interpolation_")),
-                equalize=bool(state.get("equalize", False)),
+            fields = {k: state.pop(k) for k in ("mean_", "std_", "interpolation_")}
+            state["preprocessing_"] = Preprocessing.from_file_fields(
+                fields,
+                image_size=state["image_size"],
+                in_chans=state.get("in_chans", 3),
+                equalize=state.get("equalize", False),
             )
         self.__dict__.update(state)
         if state.get("device_") is None:
@@ -261,12 +261,8 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
             # changing meaning across library versions, the 1-channel stem
             "state": state_digest(self.backbone_),
             "weights": _weights_identity(self.weights),
-            "image_size": int(self.image_size),
-            "in_chans": int(self.in_chans),
-            "equalize": bool(self.equalize),
-            "mean": tuple(self.mean_),
-            "std": tuple(self.std_),
-            "interpolation": self.interpolation_,
+            # image_size, in_chans, equalize, mean, std, interpolation
+            **dataclasses.asdict(self.preprocessing_),
             "seed": self.seed_ if self.weights is None else None,
             "version": 2,
         }
@@ -382,14 +378,11 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
     def _get_state(self):
         """The fitted state, for :func:`~sklearn_cxr._persistence.save_model`."""
         check_is_fitted(self, "backbone_")
-        pre = self.preprocessing_
         fitted = {
             "seed_": self.seed_,
             "device_": self.device_,
             "n_features_out_": self.n_features_out_,
-            "interpolation_": pre.interpolation,
-            "mean_": list(pre.mean),
-            "std_": list(pre.std),
+            **self.preprocessing_.file_fields(),
             "memory_format": memory_format(self.backbone_),
         }
         if hasattr(self, "n_images_seen_"):
@@ -399,18 +392,21 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         }
         return {"fitted": fitted, "tensors": tensors}
 
+    @staticmethod
+    def _check_saved_state(fitted, path):
+        """Check the ``fitted`` part of a file before anything is built."""
+        check_features_fitted(fitted, path)
+
     def _set_state(self, fitted, tensors, parts):
-        """Restore the fitted state that :meth:`_get_state` gave."""
-        check_features_fitted(fitted, parts.path)
+        """Restore the fitted state that :meth:`_get_state` gave (checked by
+        :meth:`_check_saved_state`)."""
         self.seed_ = fitted["seed_"]
         self.n_features_out_ = fitted["n_features_out_"]
-        self.preprocessing_ = Preprocessing(
-            image_size=int(self.image_size),
-            in_chans=int(self.in_chans),
-            mean=tuple(fitted["mean_"]),
-            std=tuple(fitted["std_"]),
-            interpolation=fitted["interpolation_"],
-            equalize=bool(self.equalize),
+        self.preprocessing_ = Preprocessing.from_file_fields(
+            fitted,
+            image_size=self.image_size,
+            in_chans=self.in_chans,
+            equalize=self.equalize,
         )
         if "n_images_seen_" in fitted:
             self.n_images_seen_ = fitted["n_images_seen_"]

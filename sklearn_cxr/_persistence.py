@@ -444,6 +444,8 @@ def load_model(path, *, expected_class, trusted=None):
                 f"sklearn_cxr reads up to {FORMAT_VERSION}. Upgrade sklearn_cxr."
             )
         validate_config(config, expected_class, os.fspath(path))
+        # the estimator's own part of the file, checked before anything is built
+        expected_class._check_saved_state(config["fitted"], os.fspath(path))
         from safetensors.torch import load as load_tensors
 
         try:

@@ -92,6 +92,33 @@ class Preprocessing:
             equalize=bool(equalize),
         )
 
+    def file_fields(self):
+        """What a model file stores of it (the rest are parameters).
+
+        Returns
+        -------
+        fields : dict
+            ``mean_``, ``std_`` (lists) and ``interpolation_``, the keys of
+            format version 1.
+        """
+        return {
+            "mean_": list(self.mean),
+            "std_": list(self.std),
+            "interpolation_": self.interpolation,
+        }
+
+    @classmethod
+    def from_file_fields(cls, fields, *, image_size, in_chans, equalize):
+        """The inverse of :meth:`file_fields`, given the model's parameters."""
+        return cls(
+            image_size=int(image_size),
+            in_chans=int(in_chans),
+            mean=tuple(float(v) for v in fields["mean_"]),
+            std=tuple(float(v) for v in fields["std_"]),
+            interpolation=str(fields["interpolation_"]),
+            equalize=bool(equalize),
+        )
+
     @classmethod
     def from_estimator(cls, estimator):
         """The preprocessing of a fitted estimator of this package.
