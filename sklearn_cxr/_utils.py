@@ -18,6 +18,7 @@ __all__ = [
     "check_random_seed",
     "explain_out_of_memory",
     "fitted_device",
+    "to_builtin",
 ]
 
 logger = logging.getLogger(__name__)
@@ -128,3 +129,12 @@ def explain_out_of_memory(batch_size, image_size):
             "(memory grows linearly with it) or image_size (quadratically); on "
             "CUDA, amp=True also halves activation memory."
         ) from exc
+
+
+def to_builtin(value):
+    """A numpy scalar or array as the plain Python value JSON can hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
