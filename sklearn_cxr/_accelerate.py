@@ -1,7 +1,7 @@
 """Data-parallel fine-tuning with Hugging Face Accelerate (optional).
 
 :class:`PretrainedCNNClassifier` builds its skorch net from
-:class:`_AccelerateCXRNet` when ``accelerator`` is set. The script is then
+:class:`AccelerateSkorchNet` when ``accelerator`` is set. The script is then
 started once per device by ``accelerate launch``; every process fits on the
 same images, Accelerate gives each one its shard of every batch and averages
 the gradients (DistributedDataParallel), so all processes end with the same
@@ -85,7 +85,7 @@ def accelerated_net(spec):
     """
     accelerator = make_accelerator(spec)
     kwargs = {"accelerator": accelerator, "device": None, "amp": False}
-    return _AccelerateCXRNet, kwargs, _device_name(accelerator)
+    return AccelerateSkorchNet, kwargs, _device_name(accelerator)
 
 
 def _device_name(accelerator):
@@ -93,7 +93,7 @@ def _device_name(accelerator):
     return "cpu" if device.type == "cpu" else str(device)
 
 
-class _AccelerateCXRNet(AccelerateMixin, SkorchNet):
+class AccelerateSkorchNet(AccelerateMixin, SkorchNet):
     """The classifier's skorch net, trained under an ``accelerate.Accelerator``.
 
     Four changes to skorch's ``AccelerateMixin``:
