@@ -446,10 +446,10 @@ def load_model(path, *, expected_class, trusted=None):
         validate_config(config, expected_class, os.fspath(path))
         # the estimator's own part of the file, checked before anything is built
         expected_class._check_saved_state(config["fitted"], os.fspath(path))
-        from safetensors.torch import load as load_tensors
+        from safetensors.torch import load as read_safetensors
 
         try:
-            tensors = load_tensors(parts.read(_TENSORS))
+            tensors = read_safetensors(parts.read(_TENSORS))
         except Exception as exc:
             raise ModelFileError(f"{_TENSORS} is not valid: {exc}") from exc
         estimator = expected_class(**decode_params(config["params"], parts))
