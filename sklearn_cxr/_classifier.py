@@ -140,6 +140,7 @@ class PretrainedCNNClassifier(
         Feature mode: cache of embeddings (see :class:`PretrainedFeatures`).
     %(in_chans)s
     %(equalize)s
+    %(detail_size)s
     accelerator : None, True, dict or accelerate.Accelerator, default=None
         Finetune mode: train data-parallel under Hugging Face Accelerate
         (skorch's ``AccelerateMixin``) on the devices of ``accelerate
@@ -287,6 +288,7 @@ class PretrainedCNNClassifier(
         tta=False,
         adaptation="auto",
         coral_weight=1.0,
+        detail_size="auto",
     ):
         self.backbone = backbone
         self.weights = weights
@@ -324,6 +326,7 @@ class PretrainedCNNClassifier(
         self.tta = tta
         self.adaptation = adaptation
         self.coral_weight = coral_weight
+        self.detail_size = detail_size
 
     # ------------------------------------------------------------------ params
     def set_params(self, **params):

@@ -86,6 +86,7 @@ def restore_classifier(clf, fitted, tensors, parts):
         features = PretrainedFeatures(**parts.decode_params(spec["params"]))
         clf.features_ = features._set_state(spec["fitted"], tensors, parts)
         clf.preprocessing_ = clf.features_.preprocessing_
+        clf.detail_size = clf.features_.detail_size
         clf.final_estimator_ = parts.load("final_estimator.skops")
         clf.scaler_ = parts.load("scaler.skops") if parts.has("scaler.skops") else None
     else:
@@ -118,6 +119,9 @@ def _restore_network(clf, fitted, tensors, parts):
     clf.preprocessing_ = Preprocessing.from_file_fields(
         fitted, image_size=clf.image_size, in_chans=clf.in_chans, equalize=clf.equalize
     )
+    if "detail_size_" not in fitted:
+        # a file from before detail_size: its model had no such step
+        clf.detail_size = None
     net = make_net(
         module,
         n_classes=clf.n_classes_,

@@ -27,7 +27,7 @@ from ._persistence import (
     memory_format,
     save_model,
 )
-from ._preprocessing import Preprocessing
+from ._preprocessing import Preprocessing, resolve_detail_size
 from ._utils import (
     check_random_seed,
     explain_out_of_memory,
@@ -64,6 +64,7 @@ class _BackboneParamsMixin:
             )
         if self.in_chans not in (1, 3):
             raise ValueError(f"in_chans must be 1 or 3, got {self.in_chans!r}.")
+        resolve_detail_size(self.detail_size, self.image_size, "features")
 
     # The fitted preprocessing is one value, ``preprocessing_``; these three
     # read-only views keep the attributes of earlier versions.
@@ -99,6 +100,8 @@ class _BackboneParamsMixin:
 
     def _unpickle_state(self, state, module_attrs):
         state = dict(state)
+        # a pickle from before detail_size: its model had no such step
+        state.setdefault("detail_size", None)
         if "mean_" in state:
             # a pickle of a version that kept the preprocessing as three values
             fields = {k: state.pop(k) for k in ("mean_", "std_", "interpolation_")}
@@ -160,6 +163,7 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         pass.
     %(in_chans)s
     %(equalize)s
+    %(detail_size)s
 
     Attributes
     ----------
@@ -204,6 +208,7 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         memory=None,
         in_chans=3,
         equalize=False,
+        detail_size="auto",
     ):
         self.backbone = backbone
         self.weights = weights
@@ -216,6 +221,7 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         self.memory = memory
         self.in_chans = in_chans
         self.equalize = equalize
+        self.detail_size = detail_size
 
     def fit(self, X=None, y=None):
         """Load the backbone and its weights.
@@ -237,6 +243,7 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         spec = load_backbone(self.backbone, self.weights, in_chans=self.in_chans)
         n_features = probe_features(spec.body, self.image_size, self.in_chans)
+        detail_size = resolve_detail_size(self.detail_size, self.image_size, "features")
         # channels_last on the CPU too: about 15-30% less CPU time per image
         # for EfficientNet-Lite0 on this 2-core machine (benchmarks/speed.py).
         backbone = spec.body.eval().to(device).to(memory_format=torch.channels_last)
@@ -245,7 +252,7 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
             self.n_images_seen_ = n_images  # informative only
         self.seed_, self.device_ = seed, device
         self.preprocessing_ = Preprocessing.from_backbone(
-            spec, self.image_size, self.in_chans, self.equalize
+            spec, self.image_size, self.in_chans, self.equalize, detail_size
         )
         self.n_features_out_ = n_features
         self.backbone_ = backbone
@@ -408,6 +415,9 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
             in_chans=self.in_chans,
             equalize=self.equalize,
         )
+        if "detail_size_" not in fitted:
+            # a file from before detail_size: its model had no such step
+            self.detail_size = None
         if "n_images_seen_" in fitted:
             self.n_images_seen_ = fitted["n_images_seen_"]
         self.device_ = fitted_device(fitted["device_"])

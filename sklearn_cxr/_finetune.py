@@ -26,7 +26,7 @@ from ._checkpoint import add_checkpoint_callbacks, fit_fingerprint
 from ._checks import check_finite_proba, class_weight_vector
 from ._images import ImageDataset
 from ._net import DeepCoralSkorchNet, make_net
-from ._preprocessing import Preprocessing
+from ._preprocessing import Preprocessing, resolve_detail_size
 from ._progress import predict_proba_with_progress
 from ._utils import explain_out_of_memory, seed_everything
 
@@ -60,7 +60,11 @@ def fit_finetune(
     )
     module = CXRNetwork(spec.body, head)
     preprocessing = Preprocessing.from_backbone(
-        spec, clf.image_size, clf.in_chans, clf.equalize
+        spec,
+        clf.image_size,
+        clf.in_chans,
+        clf.equalize,
+        resolve_detail_size(clf.detail_size, clf.image_size, "finetune"),
     )
     train_tf = preprocessing.train_transform(clf.augment)
     eval_tf = preprocessing.transform()

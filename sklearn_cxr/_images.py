@@ -550,6 +550,7 @@ def build_transform(
     train=False,
     augment=True,
     equalize=False,
+    detail_size=None,
 ):
     """Build the preprocessing of one image tensor.
 
@@ -573,6 +574,10 @@ def build_transform(
         of the built-in augmentation; False or None adds none.
     equalize : bool, default=False
         Whether to equalise each image's histogram before anything else.
+    detail_size : int or None, default=None
+        When smaller than ``image_size``, the image is first resized to
+        ``detail_size x detail_size`` (antialiased), which removes the detail
+        finer than that scale before the resize to ``image_size``.
 
     Returns
     -------
@@ -586,6 +591,10 @@ def build_transform(
     steps = [ToChannels(channels)]
     if equalize:
         steps.append(EqualizeHistogram())
+    if detail_size is not None and detail_size < image_size:
+        steps.append(
+            v2.Resize((detail_size, detail_size), interpolation=mode, antialias=True)
+        )
     if train and callable(augment) and not isinstance(augment, bool):
         steps += [
             v2.Resize((image_size, image_size), interpolation=mode, antialias=True),

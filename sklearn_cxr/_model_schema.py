@@ -108,6 +108,9 @@ def _check_stats(fitted, path):
             or not all(isinstance(v, Real) and np.isfinite(v) for v in value)
         ):
             _fail(path, f"has {name} {value!r}; expected 1 or 3 finite numbers")
+    # written since detail_size exists; absent in older files (read as None)
+    if fitted.get("detail_size_") is not None:
+        _check_int(fitted, "detail_size_", path, low=8)
 
 
 def _check_int(fitted, name, path, low=0):
