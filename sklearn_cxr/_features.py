@@ -268,8 +268,14 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
             # changing meaning across library versions, the 1-channel stem
             "state": state_digest(self.backbone_),
             "weights": _weights_identity(self.weights),
-            # image_size, in_chans, equalize, mean, std, interpolation
-            **dataclasses.asdict(self.preprocessing_),
+            # image_size, in_chans, equalize, mean, std, interpolation,
+            # detail_size where set (so entries cached before it existed,
+            # with the same transform, still match)
+            **{
+                key: value
+                for key, value in dataclasses.asdict(self.preprocessing_).items()
+                if not (key == "detail_size" and value is None)
+            },
             "seed": self.seed_ if self.weights is None else None,
             "version": 2,
         }
