@@ -1,15 +1,14 @@
 """sklearn_cxr: scikit-learn compatible transfer learning for chest X-rays."""
 
-from ._backbones import WeightsUnavailableError, list_backbones
+from ._backbones import list_backbones
 from ._classifier import PretrainedCNNClassifier
 from ._evaluation import ClinicalReport, clinical_report
 from ._features import PretrainedFeatures
-from ._images import ImageReadError, read_image
-from ._persistence import ModelFileError
+from ._images import read_image
 from ._preprocessing import Preprocessing
 from ._report import evaluate_classifier
-
-__version__ = "0.1.0"
+from ._version import __version__
+from .exceptions import ImageReadError, ModelFileError, WeightsUnavailableError
 
 __all__ = [
     "PretrainedCNNClassifier",

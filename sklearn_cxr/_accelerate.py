@@ -1,7 +1,7 @@
 """Data-parallel fine-tuning with Hugging Face Accelerate (optional).
 
 :class:`PretrainedCNNClassifier` builds its skorch net from
-:class:`_AccelerateCXRNet` when ``accelerator`` is set. The script is then
+:class:`AccelerateSkorchNet` when ``accelerator`` is set. The script is then
 started once per device by ``accelerate launch``; every process fits on the
 same images, Accelerate gives each one its shard of every batch and averages
 the gradients (DistributedDataParallel), so all processes end with the same
@@ -16,7 +16,8 @@ import math
 import torch
 from skorch.hf import AccelerateMixin
 
-from ._classifier import _CXRNet, _FineTuneSchedule
+from ._callbacks import FineTuneSchedule
+from ._net import SkorchNet
 
 __all__ = ["make_accelerator", "accelerated_net"]
 
@@ -84,7 +85,7 @@ def accelerated_net(spec):
     """
     accelerator = make_accelerator(spec)
     kwargs = {"accelerator": accelerator, "device": None, "amp": False}
-    return _AccelerateCXRNet, kwargs, _device_name(accelerator)
+    return AccelerateSkorchNet, kwargs, _device_name(accelerator)
 
 
 def _device_name(accelerator):
@@ -92,14 +93,14 @@ def _device_name(accelerator):
     return "cpu" if device.type == "cpu" else str(device)
 
 
-class _AccelerateCXRNet(AccelerateMixin, _CXRNet):
+class AccelerateSkorchNet(AccelerateMixin, SkorchNet):
     """The classifier's skorch net, trained under an ``accelerate.Accelerator``.
 
     Four changes to skorch's ``AccelerateMixin``:
 
     - the loss, which has no trainable parameters, is moved to the device
       instead of being wrapped (DistributedDataParallel refuses it);
-    - the gradient scaler of ``_CXRNet`` is created (disabled; Accelerate
+    - the gradient scaler of ``SkorchNet`` is created (disabled; Accelerate
       scales the loss itself);
     - the callbacks see the validation targets and predictions gathered from
       all processes, so the per-epoch ``valid_auc`` and hence early stopping
@@ -109,7 +110,7 @@ class _AccelerateCXRNet(AccelerateMixin, _CXRNet):
       so that ``EarlyStopping(load_best=True)`` restores weights saved from
       the DistributedDataParallel wrapper into that same wrapper.
 
-    A fitted net pickles as a plain ``_CXRNet`` (the module, optimizer and
+    A fitted net pickles as a plain ``SkorchNet`` (the module, optimizer and
     schedule unwrapped, the accelerator left out), so that a model trained
     under ``accelerate launch`` is saved with joblib and loaded anywhere.
     """
@@ -126,9 +127,9 @@ class _AccelerateCXRNet(AccelerateMixin, _CXRNet):
         n_processes = self.accelerator.num_processes
         for _, callback in self.callbacks_:
             schedule = getattr(callback, "lr_lambda", None)
-            if isinstance(schedule, _FineTuneSchedule) and n_processes > 1:
+            if isinstance(schedule, FineTuneSchedule) and n_processes > 1:
                 # each process takes batch_size images a step: fewer steps
-                callback.lr_lambda = _FineTuneSchedule(
+                callback.lr_lambda = FineTuneSchedule(
                     math.ceil(schedule.steps_per_epoch / n_processes),
                     schedule.freeze_epochs,
                     schedule.max_epochs,
@@ -158,7 +159,7 @@ class _AccelerateCXRNet(AccelerateMixin, _CXRNet):
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         self.accelerator.wait_for_everyone()
-        _CXRNet.on_train_end(self, net, X=X, y=y, **kwargs)
+        SkorchNet.on_train_end(self, net, X=X, y=y, **kwargs)
 
     def notify(self, method_name, **cb_kwargs):
         if method_name == "on_batch_end" and not cb_kwargs.get("training", True):
@@ -175,13 +176,13 @@ class _AccelerateCXRNet(AccelerateMixin, _CXRNet):
 
 
 def _restore_plain_net(state):
-    net = _CXRNet.__new__(_CXRNet)
+    net = SkorchNet.__new__(SkorchNet)
     net.__setstate__(state)
     return net
 
 
 def _plain_net(net):
-    """A ``_CXRNet`` with the state of ``net`` and no trace of Accelerate."""
+    """A ``SkorchNet`` with the state of ``net`` and no trace of Accelerate."""
     from accelerate.optimizer import AcceleratedOptimizer
     from accelerate.scheduler import AcceleratedScheduler
 
@@ -229,6 +230,6 @@ def _plain_net(net):
 
     state["callbacks_"] = replace(state.get("callbacks_"))
     state["callbacks"] = replace(state.get("callbacks"))
-    plain = _CXRNet.__new__(_CXRNet)
+    plain = SkorchNet.__new__(SkorchNet)
     plain.__dict__.update(state)
     return plain

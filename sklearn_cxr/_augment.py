@@ -16,6 +16,8 @@ import torch
 __all__ = [
     "AUGMENT_OPTIONS",
     "CenterZoom",
+    "Chain",
+    "ViewCollection",
     "RandomGamma",
     "RandomJPEG",
     "acquisition_augmentation",
@@ -188,3 +190,28 @@ def check_tta(tta):
 def tta_views(tta):
     """The view transforms averaged by ``tta``, applied before the resize."""
     return [CenterZoom(scale) for scale in check_tta(tta)]
+
+
+class Chain:
+    """Apply ``first`` then ``then`` (picklable, for DataLoader workers)."""
+
+    def __init__(self, first, then):
+        self.first = first
+        self.then = then
+
+    def __call__(self, image):
+        return self.then(self.first(image))
+
+
+class ViewCollection:
+    """An image collection seen through a test-time view (feature mode)."""
+
+    def __init__(self, images, view):
+        self.images = images
+        self.view = view
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.view(self.images[index])

@@ -20,11 +20,13 @@ from ._offline_weights import (
     _package_file,
     offline_state_dict,
 )
+from .exceptions import WeightsUnavailableError
 
 __all__ = [
     "Backbone",
     "CXRNetwork",
     "WeightsUnavailableError",
+    "build_architecture",
     "build_head",
     "check_backbone_name",
     "list_backbones",
@@ -35,10 +37,6 @@ logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class WeightsUnavailableError(OSError):
-    """Pretrained weights could not be loaded (no network, no cached file)."""
 
 
 def _torchvision_names():
@@ -206,7 +204,6 @@ class Backbone:
     """A headless backbone and the preprocessing its weights expect."""
 
     body: nn.Module
-    n_features: int
     mean: tuple
     std: tuple
     interpolation: str
@@ -227,6 +224,12 @@ class CXRNetwork(nn.Module):
 
     def forward(self, x, sample_weight=None):
         return self.head(self.body(x))
+
+    @property
+    def in_features(self):
+        """Width of the pooled features the head takes."""
+        linear = next(m for m in self.head.modules() if isinstance(m, nn.Linear))
+        return linear.in_features
 
 
 def build_head(n_features, n_classes, hidden_units=(), dropout=0.0):
@@ -612,12 +615,18 @@ def load_backbone(backbone, weights="DEFAULT", *, in_chans=3):
         interpolation = "bilinear"
     return Backbone(
         body=model,
-        n_features=0,
         mean=mean,
         std=std,
         interpolation=interpolation,
         name=name,
     )
+
+
+def build_architecture(backbone, in_chans):
+    """The headless architecture of ``backbone`` with random weights, to load
+    saved weights into; it draws from no random stream of the caller."""
+    with torch.random.fork_rng(devices=[]):
+        return load_backbone(backbone, None, in_chans=in_chans).body
 
 
 def probe_features(body, image_size, in_chans):

@@ -1,10 +1,36 @@
-"""skorch callbacks of finetune mode that are not about the schedule."""
+"""The skorch callbacks of finetune mode: schedule, freeze, divergence stop,
+validation ROC AUC and early stopping, weight averaging."""
 
 from __future__ import annotations
 
-from skorch.callbacks import Callback, EarlyStopping
+import math
 
-__all__ = ["WeightAveraging"]
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from skorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    EpochScoring,
+    LRScheduler,
+    ProgressBar,
+)
+
+from ._checks import diverged_message
+
+__all__ = [
+    "VALID_AUC",
+    "FineTuneSchedule",
+    "FreezeBody",
+    "StopOnNonFiniteLoss",
+    "WeightAveraging",
+    "finetune_callbacks",
+    "valid_roc_auc",
+]
+
+#: The history column of the validation ROC AUC, monitored by early stopping
+#: and by :mod:`sklearn_cxr.tuning`'s pruning.
+VALID_AUC = "valid_auc"
 
 
 class WeightAveraging(Callback):
@@ -89,3 +115,127 @@ class WeightAveraging(Callback):
 
     def _load_average(self, net):
         net.module_.load_state_dict(self.averaged_.module.state_dict())
+
+
+class FineTuneSchedule:
+    """Learning-rate factor per optimiser step: fastai's ``fine_tune`` shape.
+
+    The head-only phase (``freeze_epochs``) and the whole-network phase each
+    get a linear warm-up over their first ``warmup`` fraction, then a cosine
+    decay to zero.
+    """
+
+    def __init__(self, steps_per_epoch, freeze_epochs, max_epochs, warmup=0.1):
+        self.steps_per_epoch = steps_per_epoch
+        self.freeze_epochs = freeze_epochs
+        self.max_epochs = max_epochs
+        self.warmup = warmup
+
+    def __call__(self, step):
+        boundary = self.freeze_epochs * self.steps_per_epoch
+        total = self.max_epochs * self.steps_per_epoch
+        if step < boundary:
+            start, length = 0, boundary
+        else:
+            start, length = boundary, max(total - boundary, 1)
+        t = min(max((step - start) / length, 0.0), 1.0)
+        if t < self.warmup:
+            return max(t / self.warmup, 0.01)
+        t = (t - self.warmup) / (1.0 - self.warmup)
+        return max(0.5 * (1.0 + math.cos(math.pi * t)), 0.01)
+
+
+class FreezeBody(Callback):
+    """Train only the new head for the first ``freeze_epochs`` epochs."""
+
+    def __init__(self, freeze_epochs):
+        self.freeze_epochs = freeze_epochs
+
+    def on_epoch_begin(self, net, **kwargs):
+        epoch = len(net.history)  # 1-based: the row of this epoch exists
+        module = getattr(net.module_, "module", net.module_)  # DDP wrapper
+        module.body.requires_grad_(epoch > self.freeze_epochs)
+
+
+class StopOnNonFiniteLoss(Callback):
+    """End a fit whose training loss became NaN or infinite, with a clear error.
+
+    Without it a diverged fit "succeeds": every probability is NaN and
+    ``predict`` answers the first class for every image.
+    """
+
+    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
+        if training and loss is not None and not torch.isfinite(loss).all():
+            epoch = len(net.history)
+            n_batch = len(net.history[-1, "batches"]) if epoch else 0
+            raise ValueError(diverged_message(loss.item(), epoch, n_batch, net.lr))
+
+
+def valid_roc_auc(net, X, y):
+    """ROC AUC of the validation set (one-vs-rest for several classes)."""
+    y = np.asarray(y)
+    proba = net.predict_proba(X)
+    if len(np.unique(y)) < 2:
+        return float(np.mean(proba.argmax(axis=1) == y))
+    if proba.shape[1] == 2:
+        return float(roc_auc_score(y, proba[:, 1]))
+    return float(
+        roc_auc_score(y, proba, multi_class="ovr", labels=np.arange(proba.shape[1]))
+    )
+
+
+def finetune_callbacks(
+    *, steps_per_epoch, freeze_epochs, max_epochs, validate, patience, ema, verbose
+):
+    """The built-in callbacks of a finetune fit, in the order they must run.
+
+    Parameters
+    ----------
+    steps_per_epoch : int
+    freeze_epochs, max_epochs, patience : int
+        The estimator's parameters.
+    validate : bool
+        Whether there is a validation split (score it, stop early on it).
+    ema : float or None
+        The estimator's ``ema``.
+    verbose : int
+
+    Returns
+    -------
+    callbacks : list of (name, callback)
+    """
+    callbacks = [
+        ("finite_loss", StopOnNonFiniteLoss()),
+        ("freeze_body", FreezeBody(freeze_epochs)),
+        (
+            "lr_schedule",
+            LRScheduler(
+                policy=torch.optim.lr_scheduler.LambdaLR,
+                lr_lambda=FineTuneSchedule(steps_per_epoch, freeze_epochs, max_epochs),
+                step_every="batch",
+            ),
+        ),
+    ]
+    if validate:
+        callbacks += [
+            (
+                VALID_AUC,
+                EpochScoring(valid_roc_auc, lower_is_better=False, name=VALID_AUC),
+            ),
+            (
+                "early_stopping",
+                EarlyStopping(
+                    monitor=VALID_AUC,
+                    lower_is_better=False,
+                    patience=patience,
+                    load_best=True,
+                ),
+            ),
+        ]
+    if ema is not None:
+        # after early stopping: it must snapshot the averaged weights
+        callbacks.append(("weight_averaging", WeightAveraging(ema, steps_per_epoch)))
+    if verbose:
+        # per-batch bars on stderr, beside skorch's per-epoch table
+        callbacks.append(("progress_bar", ProgressBar()))
+    return callbacks

@@ -6,11 +6,14 @@ Shared by the estimators; each error says what was wrong and how to fix it.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight
 
 __all__ = [
     "check_class_weights",
+    "check_targets",
+    "class_weight_vector",
     "check_finite_proba",
     "check_not_continuous",
     "check_sample_weight",
@@ -139,3 +142,69 @@ def check_finite_proba(proba):
             "model). Refit it with a lower lr, or load an intact model file."
         )
     return proba
+
+
+def check_targets(y, n_images):
+    """Check the labels of a fit: one per image, one type, a classification."""
+    if y is None:
+        raise ValueError("y is required: pass one label per image.")
+    y_given = y
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-d (one label per image), got {y.shape}.")
+    if len(y) != n_images:
+        raise ValueError(
+            f"X has {n_images} images but y has {len(y)} labels; they must "
+            "have the same length."
+        )
+    labels = y
+    if y.dtype.kind in "US" and not hasattr(y_given, "dtype"):
+        # np.asarray silently turns ["a", 1] into strings: look at the input.
+        labels = np.asarray(y_given, dtype=object).ravel()
+    if labels.dtype == object:
+        kinds = {
+            "str" if isinstance(v, str) else type(v).__name__ for v in labels
+        }
+        numeric = {"int", "float", "bool"} | {
+            t for t in kinds if t.startswith(("int", "float", "uint"))
+        }
+        if len(kinds) > 1 and not kinds <= numeric:
+            raise TypeError(
+                f"y mixes label types ({', '.join(sorted(kinds))}); use one type "
+                "for all labels, e.g. all strings."
+            )
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError("y contains NaN or infinite labels.")
+    if y.dtype.kind not in "fc":
+        # float labels such as 0.5 are class names here, not regression
+        # targets, so only non-float labels go through sklearn's check
+        check_classification_targets(y)
+    check_not_continuous(y)
+    return y
+
+
+def class_weight_vector(class_weight, classes, y_encoded):
+    """``class_weight`` as one weight per encoded class, or None."""
+    if class_weight is None:
+        return None
+    if class_weight == "balanced":
+        return compute_class_weight(
+            "balanced", classes=np.arange(len(classes)), y=y_encoded
+        )
+    unknown = [k for k in class_weight if k not in set(classes.tolist())]
+    if unknown:
+        raise ValueError(
+            f"class_weight names labels {unknown} that are not in y "
+            f"(classes: {classes.tolist()})."
+        )
+    weights = [class_weight.get(c, 1.0) for c in classes.tolist()]
+    try:
+        weights = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"class_weight={class_weight!r} holds weights that are not "
+            "numbers; give a number >= 0 per class."
+        ) from exc
+    return check_class_weights(weights, classes, class_weight)

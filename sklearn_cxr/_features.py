@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import logging
 import os
@@ -15,12 +16,24 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._backbones import load_backbone, probe_features
+from ._backbones import build_architecture, load_backbone, probe_features
 from ._feature_cache import cached_embed, memory_location, state_digest
-from ._images import ImageDataset, build_transform, check_images
+from ._images import ImageDataset, check_images
+from ._model_schema import check_features_fitted
+from ._param_docs import fill_param_docs
+from ._persistence import (
+    apply_memory_format,
+    cpu_tensors,
+    load_model,
+    load_tensors,
+    memory_format,
+    save_model,
+)
+from ._preprocessing import Preprocessing, resolve_detail_size
 from ._utils import (
     check_random_seed,
     explain_out_of_memory,
+    fitted_device,
     make_loader,
     resolve_device,
     resolve_num_workers,
@@ -42,25 +55,63 @@ class _BackboneParamsMixin:
         self._check_param_details()
 
     def _check_param_details(self):
-        """Checks that ``_parameter_constraints`` cannot express (none here)."""
+        """Checks that ``_parameter_constraints`` cannot express."""
+        # refuses booleans, which the integer interval lets through
+        resolve_detail_size(self.detail_size, self.image_size, "features")
+
+    # The fitted preprocessing is one value, ``preprocessing_``; these three
+    # read-only views keep the attributes of earlier versions.
+    @property
+    def mean_(self):
+        """Normalisation means of the weights (``preprocessing_.mean``)."""
+        return self.preprocessing_.mean
 
     @property
-    def preprocessing_(self):
-        """The inference preprocessing, a :class:`~sklearn_cxr.Preprocessing`."""
-        from ._preprocessing import Preprocessing
+    def std_(self):
+        """Normalisation deviations of the weights (``preprocessing_.std``)."""
+        return self.preprocessing_.std
 
-        return Preprocessing.from_estimator(self)
+    @property
+    def interpolation_(self):
+        """Resize interpolation of the weights (``preprocessing_.interpolation``)."""
+        return self.preprocessing_.interpolation
 
     def _eval_transform(self):
-        return build_transform(
-            self.image_size,
-            mean=self.mean_,
-            std=self.std_,
-            channels=self.in_chans,
-            interpolation=self.interpolation_,
-            train=False,
-            equalize=self.equalize,
-        )
+        return self.preprocessing_.transform()
+
+    def _pickle_state(self, module_attrs):
+        """Pickle state with the torch modules moved to the CPU.
+
+        A model fitted on CUDA then loads on a machine without a GPU.
+        """
+        state = self.__dict__.copy()
+        for attr in module_attrs:
+            module = state.get(attr)
+            if module is not None and any(p.is_cuda for p in module.parameters()):
+                state[attr] = copy.deepcopy(module).cpu()
+        return state
+
+    def _unpickle_state(self, state, module_attrs):
+        state = dict(state)
+        # a pickle from before detail_size: its model had no such step
+        state.setdefault("detail_size", None)
+        if "mean_" in state:
+            # a pickle of a version that kept the preprocessing as three values
+            fields = {k: state.pop(k) for k in ("mean_", "std_", "interpolation_")}
+            state["preprocessing_"] = Preprocessing.from_file_fields(
+                fields,
+                image_size=state["image_size"],
+                in_chans=state.get("in_chans", 3),
+                equalize=state.get("equalize", False),
+            )
+        self.__dict__.update(state)
+        if state.get("device_") is None:
+            return
+        self.device_ = fitted_device(state["device_"])
+        for attr in module_attrs:
+            module = state.get(attr)
+            if module is not None:
+                setattr(self, attr, module.to(self.device_))
 
 
 def _weights_identity(weights):
@@ -86,25 +137,12 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    backbone : str or torch.nn.Module, default="resnet18"
-        A torchvision model name (see :func:`list_backbones`),
-        ``"timm:<name>"`` with the optional ``timm`` dependency, or a module.
-        Its classification layer is removed.
-    weights : str, os.PathLike or None, default="DEFAULT"
-        A torchvision weights name (``"DEFAULT"``, ``"IMAGENET1K_V1"``...), a
-        path to a state-dict file (loaded with ``weights_only=True``) or None
-        for random initialisation. Weights that cannot be downloaded raise
-        :class:`~sklearn_cxr.WeightsUnavailableError`; there is no silent
-        fallback to random weights.
-    image_size : int, default=224
-        Images are resized to ``image_size x image_size``.
-    batch_size : int, default=32
-        Images per forward pass.
-    device : {"auto", "cpu", "cuda"}, default="auto"
-        ``"auto"`` uses CUDA when available.
-    num_workers : int or "auto", default=0
-        DataLoader worker processes decoding images; "auto" uses up to 4 on
-        CUDA and none on the CPU.
+    %(backbone)s
+    %(weights)s
+    %(image_size)s
+    %(batch_size)s
+    %(device)s
+    %(num_workers)s
     random_state : int, RandomState or None, default=None
         Seeds the random initialisation when ``weights=None``.
     verbose : int, default=0
@@ -116,11 +154,9 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         the loaded weights themselves. Entries are kept per image, so the
         folds and candidates of a cross-validated search share one backbone
         pass.
-    in_chans : {1, 3}, default=3
-        Channels fed to the network. 3 replicates grayscale images; 1 converts
-        to grayscale and sums the stem convolution's pretrained RGB filters.
-    equalize : bool, default=False
-        Equalise each image's histogram before resizing.
+    %(in_chans)s
+    %(equalize)s
+    %(detail_size)s
 
     Attributes
     ----------
@@ -168,6 +204,11 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "in_chans": [Options(Integral, {1, 3})],
         "equalize": ["boolean"],
+        "detail_size": [
+            Interval(Integral, 8, None, closed="left"),
+            StrOptions({"auto"}),
+            None,
+        ],
     }
 
     def __init__(
@@ -184,6 +225,7 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         memory=None,
         in_chans=3,
         equalize=False,
+        detail_size="auto",
     ):
         self.backbone = backbone
         self.weights = weights
@@ -196,6 +238,7 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         self.memory = memory
         self.in_chans = in_chans
         self.equalize = equalize
+        self.detail_size = detail_size
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
@@ -218,6 +261,7 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         spec = load_backbone(self.backbone, self.weights, in_chans=self.in_chans)
         n_features = probe_features(spec.body, self.image_size, self.in_chans)
+        detail_size = resolve_detail_size(self.detail_size, self.image_size, "features")
         # channels_last on the CPU too: about 15-30% less CPU time per image
         # for EfficientNet-Lite0 on this 2-core machine (benchmarks/speed.py).
         backbone = spec.body.eval().to(device).to(memory_format=torch.channels_last)
@@ -225,8 +269,9 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         if n_images is not None:
             self.n_images_seen_ = n_images  # informative only
         self.seed_, self.device_ = seed, device
-        self.mean_, self.std_ = spec.mean, spec.std
-        self.interpolation_ = spec.interpolation
+        self.preprocessing_ = Preprocessing.from_backbone(
+            spec, self.image_size, self.in_chans, self.equalize, detail_size
+        )
         self.n_features_out_ = n_features
         self.backbone_ = backbone
         return self
@@ -241,12 +286,14 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
             # changing meaning across library versions, the 1-channel stem
             "state": state_digest(self.backbone_),
             "weights": _weights_identity(self.weights),
-            "image_size": int(self.image_size),
-            "in_chans": int(self.in_chans),
-            "equalize": bool(self.equalize),
-            "mean": tuple(self.mean_),
-            "std": tuple(self.std_),
-            "interpolation": self.interpolation_,
+            # image_size, in_chans, equalize, mean, std, interpolation,
+            # detail_size where set (so entries cached before it existed,
+            # with the same transform, still match)
+            **{
+                key: value
+                for key, value in dataclasses.asdict(self.preprocessing_).items()
+                if not (key == "detail_size" and value is None)
+            },
             "seed": self.seed_ if self.weights is None else None,
             "version": 2,
         }
@@ -315,8 +362,6 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         -------
         path : str
         """
-        from ._persistence import save_model
-
         return save_model(self, path)
 
     @classmethod
@@ -335,8 +380,6 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         -------
         features : PretrainedFeatures
         """
-        from ._persistence import load_model
-
         return load_model(path, expected_class=cls, trusted=trusted)
 
     def get_feature_names_out(self, input_features=None):
@@ -356,40 +399,62 @@ class PretrainedFeatures(_BackboneParamsMixin, TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
+    # ------------------------------------------------------------ persistence
+    _STATE_PREFIX = "features."
+
+    def _validate_state_params(self):
+        """Check the parameters of a model read from a file."""
+        self._validate_params_values()
+
+    def _get_state(self):
+        """The fitted state, for :func:`~sklearn_cxr._persistence.save_model`."""
+        check_is_fitted(self, "backbone_")
+        fitted = {
+            "seed_": self.seed_,
+            "device_": self.device_,
+            "n_features_out_": self.n_features_out_,
+            **self.preprocessing_.file_fields(),
+            "memory_format": memory_format(self.backbone_),
+        }
+        if hasattr(self, "n_images_seen_"):
+            fitted["n_images_seen_"] = int(self.n_images_seen_)
+        tensors = {
+            self._STATE_PREFIX + k: v for k, v in cpu_tensors(self.backbone_).items()
+        }
+        return {"fitted": fitted, "tensors": tensors}
+
+    @staticmethod
+    def _check_saved_state(fitted, path):
+        """Check the ``fitted`` part of a file before anything is built."""
+        check_features_fitted(fitted, path)
+
+    def _set_state(self, fitted, tensors, parts):
+        """Restore the fitted state that :meth:`_get_state` gave (checked by
+        :meth:`_check_saved_state`)."""
+        self.seed_ = fitted["seed_"]
+        self.n_features_out_ = fitted["n_features_out_"]
+        self.preprocessing_ = Preprocessing.from_file_fields(
+            fitted,
+            image_size=self.image_size,
+            in_chans=self.in_chans,
+            equalize=self.equalize,
+        )
+        if "detail_size_" not in fitted:
+            # a file from before detail_size: its model had no such step
+            self.detail_size = None
+        if "n_images_seen_" in fitted:
+            self.n_images_seen_ = fitted["n_images_seen_"]
+        self.device_ = fitted_device(fitted["device_"])
+        body = build_architecture(self.backbone, self.in_chans)
+        load_tensors(body, tensors, self._STATE_PREFIX, f"backbone {self.backbone!r}")
+        self.backbone_ = apply_memory_format(body.eval().to(self.device_), fitted)
+        return self
+
     def __getstate__(self):
-        return _cpu_state(self, ("backbone_",))
+        return self._pickle_state(("backbone_",))
 
     def __setstate__(self, state):
-        _restore_state(self, state, ("backbone_",))
+        self._unpickle_state(state, ("backbone_",))
 
 
-def _cpu_state(estimator, module_attrs):
-    """Pickle state with the torch modules moved to the CPU.
-
-    A model fitted on CUDA then loads on a machine without a GPU.
-    """
-    state = estimator.__dict__.copy()
-    for attr in module_attrs:
-        module = state.get(attr)
-        if module is not None and any(
-            p.is_cuda for p in module.parameters()
-        ):
-            state[attr] = copy.deepcopy(module).cpu()
-    return state
-
-
-def _restore_state(estimator, state, module_attrs):
-    estimator.__dict__.update(state)
-    fitted_on = state.get("device_")
-    if fitted_on is None:
-        return
-    if str(fitted_on).startswith("cuda") and not torch.cuda.is_available():
-        logger.warning(
-            "Model fitted on %s loaded on a machine without CUDA: using the CPU.",
-            fitted_on,
-        )
-        estimator.device_ = "cpu"
-    for attr in module_attrs:
-        module = state.get(attr)
-        if module is not None:
-            setattr(estimator, attr, module.to(estimator.device_))
+PretrainedFeatures.__doc__ = fill_param_docs(PretrainedFeatures.__doc__)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from .exceptions import ImageReadError
+
 __all__ = [
     "ImageReadError",
     "ImageCollection",
@@ -37,15 +39,6 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # file's bytes, whatever its name: an EPS file named .png would run
 # Ghostscript on the file's PostScript.
 _PIL_FORMATS = ("JPEG", "PNG", "TIFF", "BMP")
-
-
-class ImageReadError(OSError, ValueError):
-    """An image file could not be read: missing, empty, truncated, not an image
-    or too large. The message names the file.
-
-    It subclasses both :class:`OSError` and :class:`ValueError` so that callers
-    catching either see it.
-    """
 
 
 def _to_uint8(array, name):
@@ -547,9 +540,6 @@ class EqualizeHistogram(torch.nn.Module):
         return ""
 
 
-_INTERPOLATIONS = {"bilinear", "bicubic", "nearest"}
-
-
 def build_transform(
     image_size,
     *,
@@ -560,6 +550,7 @@ def build_transform(
     train=False,
     augment=True,
     equalize=False,
+    detail_size=None,
 ):
     """Build the preprocessing of one image tensor.
 
@@ -583,6 +574,10 @@ def build_transform(
         of the built-in augmentation; False or None adds none.
     equalize : bool, default=False
         Whether to equalise each image's histogram before anything else.
+    detail_size : int or None, default=None
+        When smaller than ``image_size``, the image is first resized to
+        ``detail_size x detail_size`` (antialiased), which removes the detail
+        finer than that scale before the resize to ``image_size``.
 
     Returns
     -------
@@ -596,6 +591,10 @@ def build_transform(
     steps = [ToChannels(channels)]
     if equalize:
         steps.append(EqualizeHistogram())
+    if detail_size is not None and detail_size < image_size:
+        steps.append(
+            v2.Resize((detail_size, detail_size), interpolation=mode, antialias=True)
+        )
     if train and callable(augment) and not isinstance(augment, bool):
         steps += [
             v2.Resize((image_size, image_size), interpolation=mode, antialias=True),

@@ -15,10 +15,15 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from .exceptions import ModelFileError
+
 __all__ = [
     "ModelFileError",
+    "check_classifier_fitted",
+    "check_features_fitted",
     "check_head_shapes",
     "check_members",
+    "check_params",
     "validate_config",
 ]
 
@@ -45,10 +50,6 @@ _REQUIRED_KEYS = {"format", "format_version", "class", "params", "fitted"}
 #: Label dtypes a file may name: strings, integers, floats, bools, objects.
 _LABEL_DTYPE = re.compile(r"[<>|=]?(U\d{1,5}|[iu][1248]|f[248]|b1|O)")
 _MAX_CLASSES = 100_000
-
-
-class ModelFileError(ValueError):
-    """A file is not a safe sklearn_cxr model, or would need untrusted code."""
 
 
 def check_members(archive, path):
@@ -107,6 +108,9 @@ def _check_stats(fitted, path):
             or not all(isinstance(v, Real) and np.isfinite(v) for v in value)
         ):
             _fail(path, f"has {name} {value!r}; expected 1 or 3 finite numbers")
+    # written since detail_size exists; absent in older files (read as None)
+    if fitted.get("detail_size_") is not None:
+        _check_int(fitted, "detail_size_", path, low=8)
 
 
 def _check_int(fitted, name, path, low=0):
@@ -115,7 +119,8 @@ def _check_int(fitted, name, path, low=0):
         _fail(path, f"has {name} {value!r}; expected an integer >= {low}")
 
 
-def _check_features_fitted(fitted, path):
+def check_features_fitted(fitted, path):
+    """Check the ``fitted`` part of a saved :class:`PretrainedFeatures`."""
     if not isinstance(fitted, dict):
         _fail(path, "has 'fitted' of another type than a JSON object")
     _check_stats(fitted, path)
@@ -126,8 +131,26 @@ def _check_features_fitted(fitted, path):
             _fail(path, f"has {name} {fitted.get(name)!r}; expected a string")
 
 
+def check_params(params, expected_class, path):
+    """Check that ``params`` is a JSON object of ``expected_class``'s parameters."""
+    if not isinstance(params, dict):
+        _fail(path, "has 'params' of another type than a JSON object")
+    allowed = set(expected_class().get_params(deep=False))
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        _fail(
+            path,
+            f"sets parameters {unknown} that {expected_class.__name__} does not "
+            "have",
+        )
+
+
 def validate_config(config, expected_class, path):
     """Check the structure and types of a parsed ``config.json``.
+
+    Only the parts every model file has; the estimator checks its own
+    ``fitted`` part when it restores itself (:func:`check_features_fitted`,
+    :func:`check_classifier_fitted`).
 
     Parameters
     ----------
@@ -150,21 +173,15 @@ def validate_config(config, expected_class, path):
     version = config["format_version"]
     if not isinstance(version, Integral) or isinstance(version, bool) or version < 1:
         _fail(path, f"has format_version {version!r}; expected an integer >= 1")
-    params = config["params"]
-    if not isinstance(params, dict):
-        _fail(path, "has 'params' of another type than a JSON object")
-    allowed = set(expected_class().get_params(deep=False))
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        _fail(
-            path,
-            f"sets parameters {unknown} that {expected_class.__name__} does not "
-            "have",
-        )
-    fitted = config["fitted"]
-    if expected_class.__name__ == "PretrainedFeatures":
-        _check_features_fitted(fitted, path)
-        return
+    check_params(config["params"], expected_class, path)
+
+
+def check_classifier_fitted(fitted, path, features_class):
+    """Check the ``fitted`` part of a saved :class:`PretrainedCNNClassifier`.
+
+    ``features_class`` is the class of the embedded transformer of feature
+    mode, whose parameters and fitted part are checked too.
+    """
     if not isinstance(fitted, dict):
         _fail(path, "has 'fitted' of another type than a JSON object")
     n_classes = fitted.get("n_classes_")
@@ -183,13 +200,8 @@ def validate_config(config, expected_class, path):
         spec = fitted.get("features_")
         if not isinstance(spec, dict) or set(spec) != {"params", "fitted"}:
             _fail(path, "has no valid features_ (params and fitted)")
-        from ._features import PretrainedFeatures
-
-        validate_config(
-            {**config, "params": spec["params"], "fitted": spec["fitted"]},
-            PretrainedFeatures,
-            path,
-        )
+        check_params(spec["params"], features_class, path)
+        check_features_fitted(spec["fitted"], path)
     elif mode == "finetune":
         _check_stats(fitted, path)
         _check_int(fitted, "head_in_features", path, low=1)

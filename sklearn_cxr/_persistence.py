@@ -25,19 +25,28 @@ import zipfile
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_is_fitted
+from sklearn.base import BaseEstimator
 
 from ._atomic import atomic_path
-from ._backbones import CXRNetwork, build_head, load_backbone
-from ._model_schema import (
-    ModelFileError,
-    check_head_shapes,
-    check_members,
-    validate_config,
-)
-from ._utils import resolve_num_workers
+from ._model_schema import check_members, validate_config
+from ._version import __version__
+from .exceptions import ModelFileError
 
-__all__ = ["ModelFileError", "TRUSTED_TYPES", "save_model", "load_model"]
+__all__ = [
+    "HISTORY",
+    "ModelFileError",
+    "TRUSTED_TYPES",
+    "apply_memory_format",
+    "cpu_tensors",
+    "decode_classes",
+    "decode_params",
+    "encode_classes",
+    "encode_params",
+    "load_model",
+    "load_tensors",
+    "memory_format",
+    "save_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +60,14 @@ TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
 
 _CONFIG = "config.json"
 _TENSORS = "model.safetensors"
-_HISTORY = "history.json"
+#: The member holding a finetune net's history (the estimator writes it).
+HISTORY = "history.json"
 _SKOPS_MEMBERS = (
     "final_estimator.skops",
     "scaler.skops",
     "final_estimator_param.skops",
 )
-_MEMBERS = {_CONFIG, _TENSORS, _HISTORY, *_SKOPS_MEMBERS}
+_MEMBERS = {_CONFIG, _TENSORS, HISTORY, *_SKOPS_MEMBERS}
 
 
 # --------------------------------------------------------------------- params
@@ -103,7 +113,7 @@ def _from_json(value):
     return value
 
 
-def _encode_params(estimator, skops_parts):
+def encode_params(estimator, skops_parts):
     """Constructor parameters as JSON; estimators go to ``skops_parts``."""
     params = estimator.get_params(deep=False)
     encoded = {}
@@ -115,9 +125,17 @@ def _encode_params(estimator, skops_parts):
                 "Use a torchvision name or 'timm:<name>' (with weights=<path> for "
                 "your own weights), or persist with joblib (trusted files only)."
             )
-        if name == "final_estimator" and value is not None:
-            skops_parts["final_estimator_param.skops"] = value
-            encoded[name] = {"__skops__": "final_estimator_param.skops"}
+        if isinstance(value, BaseEstimator):
+            # a scikit-learn estimator given as a parameter: stored with skops
+            member = f"{name}_param.skops"
+            if member not in _SKOPS_MEMBERS:
+                raise TypeError(
+                    f"Parameter {name}={value!r} is an estimator, which the safe "
+                    "format cannot store here; persist the model with joblib "
+                    "(only for files you trust)."
+                )
+            skops_parts[member] = value
+            encoded[name] = {"__skops__": member}
             continue
         if name == "callbacks" and value:
             warnings.warn(
@@ -143,7 +161,7 @@ def _encode_params(estimator, skops_parts):
 
 
 # --------------------------------------------------------------------- tensors
-def _cpu_tensors(module):
+def cpu_tensors(module):
     """State dict on the CPU, each tensor its own contiguous copy.
 
     Copies drop shared storage (tied weights), which safetensors refuses.
@@ -154,7 +172,7 @@ def _cpu_tensors(module):
     }
 
 
-def _load_tensors(module, tensors, prefix, what):
+def load_tensors(module, tensors, prefix, what):
     state = {
         key[len(prefix) :]: value
         for key, value in tensors.items()
@@ -172,13 +190,7 @@ def _load_tensors(module, tensors, prefix, what):
     module.load_state_dict(state, strict=True)
 
 
-def _rebuild_body(backbone, in_chans):
-    """The headless backbone architecture, with random (soon replaced) weights."""
-    with torch.random.fork_rng(devices=[]):
-        return load_backbone(backbone, None, in_chans=in_chans).body
-
-
-def _memory_format(module):
+def memory_format(module):
     """"channels_last" when the 4-d weights are stored so, else "contiguous".
 
     Convolutions may take other code paths in either layout; restoring the
@@ -191,20 +203,10 @@ def _memory_format(module):
     return "contiguous"
 
 
-def _apply_memory_format(module, fitted):
+def apply_memory_format(module, fitted):
     if fitted.get("memory_format") == "channels_last":
         module.to(memory_format=torch.channels_last)
     return module
-
-
-def _load_device(fitted_on):
-    if str(fitted_on).startswith("cuda") and not torch.cuda.is_available():
-        logger.warning(
-            "Model fitted on %s loaded on a machine without CUDA: using the CPU.",
-            fitted_on,
-        )
-        return "cpu"
-    return str(fitted_on)
 
 
 # ----------------------------------------------------------------------- skops
@@ -233,7 +235,7 @@ def _skops_loads(data, member, trusted):
 
 
 # ------------------------------------------------------------------ classes_
-def _encode_classes(classes):
+def encode_classes(classes):
     values = classes.tolist()
     for value in values:
         if not isinstance(value, (str, int, float, bool)):
@@ -244,137 +246,11 @@ def _encode_classes(classes):
     return {"values": values, "dtype": classes.dtype.str}
 
 
-def _decode_classes(spec):
+def decode_classes(spec):
     return np.asarray(spec["values"], dtype=np.dtype(spec["dtype"]))
 
 
-# ------------------------------------------------------------ per estimator
-_FEATURES_FITTED = ("seed_", "device_", "n_features_out_", "interpolation_")
-
-
-def _features_state(features, skops_parts, tensors, prefix):
-    fitted = {name: getattr(features, name) for name in _FEATURES_FITTED}
-    fitted["mean_"] = list(features.mean_)
-    fitted["std_"] = list(features.std_)
-    fitted["memory_format"] = _memory_format(features.backbone_)
-    if hasattr(features, "n_images_seen_"):
-        fitted["n_images_seen_"] = int(features.n_images_seen_)
-    tensors.update(
-        {prefix + k: v for k, v in _cpu_tensors(features.backbone_).items()}
-    )
-    return {"params": _encode_params(features, skops_parts), "fitted": fitted}
-
-
-def _restore_features(features, fitted, tensors, prefix):
-    for name in _FEATURES_FITTED:
-        setattr(features, name, fitted[name])
-    features.mean_ = tuple(fitted["mean_"])
-    features.std_ = tuple(fitted["std_"])
-    if "n_images_seen_" in fitted:
-        features.n_images_seen_ = fitted["n_images_seen_"]
-    features.device_ = _load_device(fitted["device_"])
-    body = _rebuild_body(features.backbone, features.in_chans)
-    _load_tensors(body, tensors, prefix, f"backbone {features.backbone!r}")
-    features.backbone_ = _apply_memory_format(
-        body.eval().to(features.device_), fitted
-    )
-    return features
-
-
-def _classifier_state(clf, skops_parts, tensors, extra):
-    mode = clf.mode_fitted_
-    fitted = {
-        "mode": mode,
-        "classes_": _encode_classes(clf.classes_),
-        "n_classes_": int(clf.n_classes_),
-        "device_": str(clf.device_),
-        "seed_": int(clf.seed_),
-    }
-    if mode == "features":
-        fitted["features_"] = _features_state(
-            clf.features_, skops_parts, tensors, "features."
-        )
-        skops_parts["final_estimator.skops"] = clf.final_estimator_
-        if clf.scaler_ is not None:
-            skops_parts["scaler.skops"] = clf.scaler_
-    else:
-        module = clf.net_.module_
-        fitted["mean_"] = list(clf.mean_)
-        fitted["std_"] = list(clf.std_)
-        fitted["interpolation_"] = clf.interpolation_
-        fitted["memory_format"] = _memory_format(module)
-        fitted["head_in_features"] = int(
-            next(m for m in module.head if isinstance(m, torch.nn.Linear)).in_features
-        )
-        tensors.update({"module." + k: v for k, v in _cpu_tensors(module).items()})
-        extra[_HISTORY] = json.dumps(clf.net_.history.to_list()).encode()
-    return fitted
-
-
-def _restore_classifier(clf, fitted, tensors, parts):
-    clf.classes_ = _decode_classes(fitted["classes_"])
-    clf.n_classes_ = fitted["n_classes_"]
-    clf.seed_ = fitted["seed_"]
-    clf.device_ = _load_device(fitted["device_"])
-    if fitted["mode"] == "features":
-        from ._features import PretrainedFeatures
-
-        spec = fitted["features_"]
-        features = PretrainedFeatures(**_decode_params(spec["params"], parts))
-        clf.features_ = _restore_features(
-            features, spec["fitted"], tensors, "features."
-        )
-        clf.final_estimator_ = parts.load("final_estimator.skops")
-        clf.scaler_ = (
-            parts.load("scaler.skops") if parts.has("scaler.skops") else None
-        )
-        return clf
-    # Finetune: rebuild body + head, then a skorch net around it for predict.
-    from skorch.history import History
-
-    from ._classifier import _CXRNet
-
-    widths = [fitted["head_in_features"], *clf.hidden_units, clf.n_classes_]
-    check_head_shapes(tensors, "module.head.", [int(w) for w in widths], parts.path)
-    body = _rebuild_body(clf.backbone, clf.in_chans)
-    head = build_head(
-        fitted["head_in_features"],
-        clf.n_classes_,
-        tuple(clf.hidden_units),
-        float(clf.dropout),
-    )
-    module = CXRNetwork(body, head)
-    _load_tensors(module, tensors, "module.", f"network {clf.backbone!r}")
-    _apply_memory_format(module, fitted)
-    clf.mean_ = tuple(fitted["mean_"])
-    clf.std_ = tuple(fitted["std_"])
-    clf.interpolation_ = fitted["interpolation_"]
-    device = clf.device_
-    amp = device.startswith("cuda") if clf.amp == "auto" else bool(clf.amp)
-    net = _CXRNet(
-        module,
-        criterion=torch.nn.CrossEntropyLoss,
-        criterion__reduction="none",
-        optimizer=torch.optim.AdamW,
-        lr=clf.lr,
-        max_epochs=clf.max_epochs,
-        batch_size=clf.batch_size,
-        train_split=None,
-        iterator_valid__num_workers=resolve_num_workers(clf.num_workers, device),
-        iterator_valid__pin_memory=device.startswith("cuda"),
-        classes=list(range(clf.n_classes_)),
-        device=device,
-        amp=amp,
-        verbose=0,
-    ).initialize()
-    if parts.has(_HISTORY):
-        net.history = History(json.loads(parts.read(_HISTORY)))
-    net.module_.eval()
-    clf.net_ = net
-    return clf
-
-
-def _decode_params(encoded, parts):
+def decode_params(encoded, parts):
     params = {}
     for name, value in encoded.items():
         if isinstance(value, dict) and set(value) == {"__skops__"}:
@@ -388,6 +264,12 @@ def _decode_params(encoded, parts):
 def save_model(estimator, path):
     """Write a fitted estimator to ``path`` in the safe format.
 
+    The estimator hands over its fitted state with ``_get_state()``: a dict
+    with ``"fitted"`` (JSON-able), ``"tensors"`` (name -> tensor) and,
+    optionally, ``"skops"`` (member -> scikit-learn object) and ``"extra"``
+    (member -> bytes). This module writes them; it knows nothing of the
+    estimators themselves.
+
     Parameters
     ----------
     estimator : PretrainedCNNClassifier or PretrainedFeatures
@@ -400,50 +282,38 @@ def save_model(estimator, path):
     -------
     path : str
     """
-    kind = type(estimator).__name__
-    if kind not in ("PretrainedCNNClassifier", "PretrainedFeatures"):
+    get_state = getattr(estimator, "_get_state", None)
+    if get_state is None:
         raise TypeError(
-            "save_model accepts PretrainedCNNClassifier or PretrainedFeatures, "
-            f"got {kind}."
+            "save_model accepts the estimators of sklearn_cxr "
+            "(PretrainedCNNClassifier, PretrainedFeatures), got "
+            f"{type(estimator).__name__}."
         )
-    is_classifier = kind == "PretrainedCNNClassifier"
-    check_is_fitted(estimator, "classes_" if is_classifier else "backbone_")
-    skops_parts, tensors, extra = {}, {}, {}
-    params = _encode_params(estimator, skops_parts)
-    if kind == "PretrainedFeatures":
-        state = _features_state(estimator, skops_parts, tensors, "features.")
-        fitted = state["fitted"]
-    else:
-        fitted = _classifier_state(estimator, skops_parts, tensors, extra)
-        if getattr(estimator, "adaptation_", None) is not None:
-            from ._adapt import adaptation_to_file
-
-            fitted["adaptation"], adapt_tensors = adaptation_to_file(
-                estimator.adaptation_
-            )
-            tensors.update(adapt_tensors)
+    state = get_state()  # raises NotFittedError on an unfitted estimator
+    skops_parts = dict(state.get("skops", {}))
+    params = encode_params(estimator, skops_parts)
     from safetensors.torch import save as save_tensors
-
-    from . import __version__
 
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "class": kind,
+        "class": type(estimator).__name__,
         "sklearn_cxr_version": __version__,
         "torch_version": torch.__version__,
         "params": params,
-        "fitted": fitted,
+        "fitted": state["fitted"],
     }
     path = os.fspath(path)
     # a fresh mkstemp name (never a planted link), renamed into place whole
     with atomic_path(path, suffix=".cxr") as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
             archive.writestr(_CONFIG, json.dumps(config, indent=1))
-            archive.writestr(_TENSORS, save_tensors(tensors))
+            archive.writestr(_TENSORS, save_tensors(state["tensors"]))
             for member, obj in skops_parts.items():
                 archive.writestr(member, _skops_dumps(obj))
-            for member, data in extra.items():
+            for member, data in state.get("extra", {}).items():
+                if member not in _MEMBERS:  # pragma: no cover - a coding error
+                    raise ValueError(f"Unknown model file member {member!r}.")
                 archive.writestr(member, data)
     _warn_if_untrusted(skops_parts)
     return path
@@ -481,6 +351,10 @@ class _Parts:
             raise ModelFileError(f"The model file lacks {name!r}.")
         return self.archive.read(name)
 
+    def decode_params(self, encoded):
+        """Constructor parameters from their JSON form (see encode_params)."""
+        return decode_params(encoded, self)
+
     def load(self, name):
         if name not in _SKOPS_MEMBERS:
             raise ModelFileError(f"Unexpected skops member {name!r}.")
@@ -508,11 +382,8 @@ def _open_archive(path):
 
 
 def _check_loaded_params(estimator, path):
-    check = getattr(estimator, "_validate_params_values", None)
-    if check is None:
-        check = estimator._check_common_params
     try:
-        check()
+        estimator._validate_state_params()
     except (TypeError, ValueError) as exc:
         raise ModelFileError(
             f"{os.fspath(path)!r} holds invalid parameters: {exc}"
@@ -573,30 +444,18 @@ def load_model(path, *, expected_class, trusted=None):
                 f"sklearn_cxr reads up to {FORMAT_VERSION}. Upgrade sklearn_cxr."
             )
         validate_config(config, expected_class, os.fspath(path))
-        from safetensors.torch import load as load_tensors
+        # the estimator's own part of the file, checked before anything is built
+        expected_class._check_saved_state(config["fitted"], os.fspath(path))
+        from safetensors.torch import load as read_safetensors
 
         try:
-            tensors = load_tensors(parts.read(_TENSORS))
+            tensors = read_safetensors(parts.read(_TENSORS))
         except Exception as exc:
             raise ModelFileError(f"{_TENSORS} is not valid: {exc}") from exc
-        estimator = expected_class(**_decode_params(config["params"], parts))
+        estimator = expected_class(**decode_params(config["params"], parts))
         # a file from before checkpoint_dir was dropped at save
         if "checkpoint_dir" in estimator.get_params(deep=False):
             estimator.set_params(checkpoint_dir=None)
         _check_loaded_params(estimator, path)
-        if expected_class.__name__ == "PretrainedFeatures":
-            return _restore_features(estimator, config["fitted"], tensors, "features.")
-        clf = _restore_classifier(estimator, config["fitted"], tensors, parts)
-        if "adaptation" in config["fitted"]:
-            from ._adapt import adaptation_from_file
-
-            try:
-                clf.adaptation_ = adaptation_from_file(
-                    config["fitted"]["adaptation"], tensors
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ModelFileError(
-                    f"The adaptation stored in {os.fspath(path)!r} is incomplete "
-                    f"({type(exc).__name__}: {exc}); the file is damaged."
-                ) from exc
-        return clf
+        estimator._set_state(config["fitted"], tensors, parts)
+        return estimator

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from contextlib import contextmanager
@@ -16,7 +17,23 @@ __all__ = [
     "make_loader",
     "check_random_seed",
     "explain_out_of_memory",
+    "fitted_device",
+    "to_builtin",
 ]
+
+logger = logging.getLogger(__name__)
+
+
+def fitted_device(fitted_on):
+    """The device a loaded model runs on: the one it was fitted on, or the CPU
+    (with a warning) when that was CUDA and this machine has none."""
+    if str(fitted_on).startswith("cuda") and not torch.cuda.is_available():
+        logger.warning(
+            "Model fitted on %s loaded on a machine without CUDA: using the CPU.",
+            fitted_on,
+        )
+        return "cpu"
+    return str(fitted_on)
 
 
 def resolve_device(device):
@@ -112,3 +129,12 @@ def explain_out_of_memory(batch_size, image_size):
             "(memory grows linearly with it) or image_size (quadratically); on "
             "CUDA, amp=True also halves activation memory."
         ) from exc
+
+
+def to_builtin(value):
+    """A numpy scalar or array as the plain Python value JSON can hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._images import check_images
 from ._preprocessing import Preprocessing
+from ._utils import to_builtin
 
 __all__ = ["prepare", "to_onnx", "to_torchscript", "SUPPORTED_FINAL_ESTIMATORS"]
 
@@ -210,10 +211,10 @@ def _inference_graph(model):
 
 
 def _metadata(model, preprocessing):
-    from . import __version__
+    from ._version import __version__
 
     return {
-        "classes": json.dumps([_plain(c) for c in model.classes_.tolist()]),
+        "classes": json.dumps([to_builtin(c) for c in model.classes_.tolist()]),
         "preprocessing": json.dumps(preprocessing.to_dict()),
         "input": f"{INPUT_NAME}: uint8 (n, {preprocessing.image_size}, "
         f"{preprocessing.image_size}) from sklearn_cxr.export.prepare",
@@ -221,10 +222,6 @@ def _metadata(model, preprocessing):
         "in the order of classes",
         "sklearn_cxr_version": __version__,
     }
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value
 
 
 def _example_input(preprocessing):

@@ -303,8 +303,8 @@ def _python_model():
 
 
 def _log_or_save(saver, model, target, *, allow_paths, trusted, kwargs):
-    from . import __version__
     from ._classifier import PretrainedCNNClassifier
+    from ._version import __version__
 
     _import_mlflow()
     if not isinstance(model, PretrainedCNNClassifier):

@@ -37,11 +37,11 @@ def test_accelerator_in_one_process_pickles_as_a_plain_net(blobs):
         accelerator={"cpu": True},
     )
     clf.fit(X, y, groups=groups)
-    assert type(clf.net_).__name__ == "_AccelerateCXRNet"
+    assert type(clf.net_).__name__ == "AccelerateSkorchNet"
     assert len(clf.history_) == 2 and "valid_auc" in clf.history_[-1]
     proba = clf.predict_proba(X)
     loaded = pickle.loads(pickle.dumps(clf))
-    assert type(loaded.net_).__name__ == "_CXRNet"
+    assert type(loaded.net_).__name__ == "SkorchNet"
     assert not hasattr(loaded.net_, "accelerator")
     np.testing.assert_array_equal(loaded.predict_proba(X), proba)
 

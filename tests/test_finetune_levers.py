@@ -261,7 +261,7 @@ def test_default_trains_small_sets_on_everything(blobs, caplog):
         **tiny_params(max_epochs=2, callbacks=[("recorder", recorder)])
     )
     assert clf.get_params()["validation_fraction"] == "auto"
-    with caplog.at_level("INFO", logger="sklearn_cxr._classifier"):
+    with caplog.at_level("INFO", logger="sklearn_cxr._finetune"):
         clf.fit(X, y, groups=groups)
     rec = dict(clf.net_.callbacks_)["recorder"]
     assert "without early stopping" in caplog.text

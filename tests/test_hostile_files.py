@@ -459,13 +459,13 @@ def saved_finetuned(tmp_path_factory, make_blobs):
 
 
 def test_head_widths_must_match_the_tensors(saved_finetuned, tmp_path, monkeypatch):
-    import sklearn_cxr._persistence as persistence
+    import sklearn_cxr._classifier_state as classifier_state
     from sklearn_cxr import ModelFileError
 
     path, _ = saved_finetuned
     built = []
-    real = persistence.build_head
-    monkeypatch.setattr(persistence, "build_head",
+    real = classifier_state.build_head
+    monkeypatch.setattr(classifier_state, "build_head",
                         lambda *a, **k: built.append(a) or real(*a, **k))
     wide = _config_of(path)
     wide["fitted"]["head_in_features"] = 10**6

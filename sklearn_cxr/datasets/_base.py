@@ -22,6 +22,8 @@ import zipfile
 from collections import namedtuple
 from pathlib import Path
 
+from ..exceptions import ChecksumError, UnsafeArchiveError
+
 __all__ = [
     "get_data_home",
     "clear_data_home",
@@ -54,14 +56,6 @@ checksum : str or None
 algorithm : {"sha256", "md5"}
     Hash algorithm of ``checksum``.
 """
-
-
-class ChecksumError(OSError, ValueError):
-    """A downloaded or cached file does not have its published checksum."""
-
-
-class UnsafeArchiveError(ValueError):
-    """An archive member would be written outside the extraction folder."""
 
 
 def get_data_home(data_home=None):

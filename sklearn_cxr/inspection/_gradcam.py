@@ -229,17 +229,17 @@ def gradcam(estimator, X, *, target=None, layer=None, batch_size=None):
         )
     images = check_images(X)
     n = len(images)
+    preprocessing = estimator.preprocessing_
+    transform = preprocessing.transform()
     if mode == "finetune":
         body = estimator.module_.body
-        transform = estimator._eval_transform()
         device = estimator.device_
     else:
         body = estimator.features_.backbone_
-        transform = estimator.features_._eval_transform()
         device = estimator.features_.device_
         class_weights = _linear_class_weights(estimator).to(device)
     module = _resolve_layer(
-        body, layer, max(int(estimator.image_size), 224), estimator.in_chans
+        body, layer, max(preprocessing.image_size, 224), preprocessing.in_chans
     )
     batch_size = int(batch_size or estimator.batch_size)
 

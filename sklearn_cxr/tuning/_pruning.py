@@ -6,6 +6,7 @@ import logging
 
 from skorch.callbacks import Callback
 
+from .._callbacks import VALID_AUC
 from ._optuna import import_optuna
 
 __all__ = ["OptunaPruningCallback"]
@@ -51,7 +52,7 @@ class OptunaPruningCallback(Callback):
     ...     callbacks=[("pruning", OptunaPruningCallback(trial))])
     """
 
-    def __init__(self, trial, monitor="valid_auc", step_offset=0):
+    def __init__(self, trial, monitor=VALID_AUC, step_offset=0):
         self.trial = trial
         self.monitor = monitor
         self.step_offset = step_offset

@@ -14,6 +14,7 @@ from sklearn.base import clone, is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, check_cv
 
+from .._callbacks import VALID_AUC
 from ._optuna import import_optuna
 from ._pruning import OptunaPruningCallback
 from ._spaces import default_search_space
@@ -88,7 +89,7 @@ class _Objective:
             if by_epoch:
                 pruning = OptunaPruningCallback(
                     trial,
-                    monitor="valid_auc",
+                    monitor=VALID_AUC,
                     step_offset=fold * int(model.get_params()["max_epochs"]),
                 )
                 callbacks = list(model.get_params()["callbacks"] or [])
