@@ -131,19 +131,22 @@ def _datasets(clf, images, y_encoded, groups, seed, sample_weight, train_tf, eva
 def _training_net(clf, module, classes, y_encoded, device, callbacks, valid_ds, adapt):
     """The skorch net that trains ``module``, and the device it trains on."""
     class_weight = class_weight_vector(clf.class_weight, classes, y_encoded)
-    net_class, net_kwargs = None, {}
+    net_class, net_kwargs, net_device, amp = None, {}, device, clf.amp
     if clf.accelerator is not None:
         from ._accelerate import accelerated_net
 
         net_class, net_kwargs, device = accelerated_net(clf.accelerator)
+        # Accelerate places the tensors (device None) and scales the loss
+        net_device, amp = net_kwargs.pop("device"), net_kwargs.pop("amp")
     if adapt is not None and adapt[0] == "deepcoral":
         net_class = DeepCoralSkorchNet
         net_kwargs["coral_weight"] = float(clf.coral_weight)
     net = make_net(
         module,
         n_classes=len(classes),
-        device=device,
-        amp=clf.amp,
+        device=net_device,
+        amp=amp,
+        loader_device=device,
         batch_size=clf.batch_size,
         num_workers=clf.num_workers,
         net_class=net_class,

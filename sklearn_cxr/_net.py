@@ -141,7 +141,7 @@ def resolve_amp(amp, device):
 
 def make_net(
     module, *, n_classes, device, amp, batch_size, num_workers, net_class=None,
-    **settings,
+    loader_device=None, **settings,
 ):
     """The skorch net around ``module``, for training or for prediction.
 
@@ -151,8 +151,10 @@ def make_net(
         The network (:class:`~sklearn_cxr._backbones.CXRNetwork`).
     n_classes : int
         Its outputs; the net's classes are ``0 .. n_classes - 1``.
-    device : str
-        Where the tensors go (also decides ``pin_memory`` and the workers).
+    device : str or None
+        Where the tensors go (also decides ``pin_memory`` and the workers,
+        unless ``loader_device`` is given). None leaves the placement to the
+        net (Accelerate places the tensors itself).
     amp : {"auto", True, False}
         The estimator's ``amp`` parameter (see :func:`resolve_amp`).
     batch_size : int
@@ -160,6 +162,9 @@ def make_net(
         The estimator's ``num_workers`` parameter.
     net_class : type, default=None
         :class:`SkorchNet` when None.
+    loader_device : str, default=None
+        The device of this process, whose DataLoader settings apply when
+        ``device`` is None; ``device`` when None.
     **settings
         Any other skorch argument (``lr``, ``callbacks``, ``criterion__*``,
         ``optimizer__*``, ``train_split``...); they override the defaults.
@@ -169,9 +174,9 @@ def make_net(
     net : SkorchNet
         Not initialised.
     """
-    device = str(device)
-    pin = device.startswith("cuda")
-    workers = resolve_num_workers(num_workers, device)
+    loader = str(device if loader_device is None else loader_device)
+    pin = loader.startswith("cuda")
+    workers = resolve_num_workers(num_workers, loader)
     kwargs = {
         "criterion": torch.nn.CrossEntropyLoss,
         "criterion__reduction": "none",
@@ -185,7 +190,7 @@ def make_net(
         "iterator_valid__pin_memory": pin,
         "classes": list(range(n_classes)),
         "device": device,
-        "amp": resolve_amp(amp, device),
+        "amp": resolve_amp(amp, loader),
         "verbose": 0,
     }
     kwargs.update(settings)

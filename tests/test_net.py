@@ -36,6 +36,14 @@ def test_make_net_defaults_and_overrides():
     )
     assert type(coral) is DeepCoralSkorchNet and coral.coral_weight == 2.0
     assert coral.amp is True and coral.classes == [0, 1, 2]
+    # under Accelerate: no placement, the DataLoaders of this process's device
+    placed_elsewhere = make_net(
+        module, n_classes=2, device=None, amp=False, batch_size=2,
+        num_workers="auto", loader_device="cpu",
+    )
+    assert placed_elsewhere.device is None
+    assert placed_elsewhere.iterator_train__num_workers == 0
+    assert placed_elsewhere.iterator_valid__pin_memory is False
 
 
 def test_a_loaded_model_gets_the_net_fit_builds():
