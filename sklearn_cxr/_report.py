@@ -134,7 +134,7 @@ def _training_size(model):
 
 
 def _metadata(model, data_description):
-    from . import __version__
+    from ._version import __version__
 
     backbone = getattr(model, "backbone", None)
     if backbone is not None and not isinstance(backbone, str):

@@ -16,7 +16,6 @@ MAX_LINES = 700
 # Above the core: the command line, the optional Optuna layer, the face.
 NOT_CORE = {PACKAGE, f"{PACKAGE}.__main__", f"{PACKAGE}._cli"}
 ESTIMATORS = {f"{PACKAGE}._classifier", f"{PACKAGE}._features"}
-EVALCLI = pytest.mark.xfail(strict=True, reason="evalcli branch")
 
 
 def _module_name(path):
@@ -133,17 +132,7 @@ def test_accelerate_imports_no_estimator():
     assert GRAPH[f"{PACKAGE}._accelerate"] & ESTIMATORS == set()
 
 
-# the core modules that import the face or the CLI today, in evalcli's part
-_EVALCLI_CORE = {f"{PACKAGE}._report"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=EVALCLI) if name in _EVALCLI_CORE else name
-        for name in sorted(filter(_core, MODULES))
-    ],
-)
+@pytest.mark.parametrize("name", sorted(filter(_core, MODULES)))
 def test_core_imports_neither_cli_nor_tuning_nor_the_package_face(name):
     above = {
         target
@@ -155,19 +144,12 @@ def test_core_imports_neither_cli_nor_tuning_nor_the_package_face(name):
     assert above == set(), f"{name} imports {sorted(above)}"
 
 
-@EVALCLI
 def test_evaluation_imports_nothing_from_inspection():
     imported = GRAPH[f"{PACKAGE}._evaluation"]
     assert not {t for t in imported if t.startswith(f"{PACKAGE}.inspection")}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=EVALCLI) if name == f"{PACKAGE}._cli" else name
-        for name in sorted(MODULES)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(MODULES))
 def test_no_module_is_over_700_lines(name):
     with open(MODULES[name]) as handle:
         n_lines = sum(1 for _ in handle)

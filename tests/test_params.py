@@ -74,6 +74,7 @@ DOCUMENTED = {
     "memory": [None, "/tmp/cache", joblib.Memory(None, verbose=0)],
     "in_chans": [1, 3],
     "equalize": [True, False],
+    "detail_size": ["auto", None, 8, 128, 224],
     "accelerator": [None, True, {"mixed_precision": "bf16"}, _Accelerator()],
     "checkpoint_dir": [None, "/tmp/checkpoints"],
     "resume": [False],

@@ -44,7 +44,7 @@ def build_parser():
         f"{EXIT_SKIPPED} 'predict --skip-bad' skipped unreadable images, 130 "
         "interrupted.",
     )
-    from .. import __version__
+    from .._version import __version__
 
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(
