@@ -58,7 +58,7 @@ def test_preprocessing_file_fields_round_trip():
     fields = pre.file_fields()
     assert fields == {
         "mean_": [0.1, 0.2, 0.3], "std_": [1.0, 2.0, 3.0],
-        "interpolation_": "bicubic",
+        "interpolation_": "bicubic", "detail_size_": None,
     }
     back = Preprocessing.from_file_fields(
         fields, image_size=32, in_chans=1, equalize=True
