@@ -54,8 +54,9 @@ detail_size : int, "auto" or None, default="auto"
     Side, in pixels, the image is first reduced to (antialiased) before the
     resize to ``image_size``: the network then sees no detail finer than
     that scale. "auto" is 128 for frozen features (feature mode and
-    :class:`PretrainedFeatures`) and None for fine-tuning; None or a size
-    at or above ``image_size`` adds no such step. Frozen ImageNet features
+    :class:`PretrainedFeatures`) at ``image_size`` 224 or more, and None
+    below that and for fine-tuning; None or a size at or above
+    ``image_size`` adds no such step. Frozen ImageNet features
     read fine texture, which the noise, sharpening and compression of
     another hospital's pipeline change; on the acquisition-shift proxy
     (:doc:`/benchmarks`) this keeps most of the specificity those changes

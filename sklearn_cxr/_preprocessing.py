@@ -9,7 +9,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._images import build_transform
 
-__all__ = ["AUTO_DETAIL_SIZE", "Preprocessing", "resolve_detail_size"]
+__all__ = [
+    "AUTO_DETAIL_SIZE",
+    "AUTO_DETAIL_MIN_IMAGE_SIZE",
+    "Preprocessing",
+    "resolve_detail_size",
+]
 
 #: What ``detail_size="auto"`` means for frozen features: the image is brought
 #: down to 128 px before the resize to ``image_size``. Frozen ImageNet features
@@ -19,6 +24,12 @@ __all__ = ["AUTO_DETAIL_SIZE", "Preprocessing", "resolve_detail_size"]
 #: (``docs/benchmarks.rst``).
 AUTO_DETAIL_SIZE = 128
 
+#: ... from this ``image_size`` up. At 160 px the same cap lowered the ROC AUC
+#: of feature mode on small real subsets (mean of three patient splits 0.943
+#: against 0.964 without it), while at 224 px it raised it (0.987 against
+#: 0.938); sizes in between were not measured.
+AUTO_DETAIL_MIN_IMAGE_SIZE = 224
+
 
 def resolve_detail_size(detail_size, image_size, mode):
     """The detail size a model applies, or None.
@@ -27,7 +38,9 @@ def resolve_detail_size(detail_size, image_size, mode):
     ----------
     detail_size : int, "auto" or None
         The estimator's parameter. "auto" is :data:`AUTO_DETAIL_SIZE` for
-        frozen features (``mode="features"``) and None for fine-tuning.
+        frozen features (``mode="features"``) at ``image_size`` of
+        :data:`AUTO_DETAIL_MIN_IMAGE_SIZE` or more, and None otherwise and
+        for fine-tuning.
     image_size : int
         The network input side; a detail size at or above it does nothing
         and resolves to None.
@@ -40,7 +53,11 @@ def resolve_detail_size(detail_size, image_size, mode):
     from numbers import Integral
 
     if detail_size == "auto":
-        detail_size = AUTO_DETAIL_SIZE if mode == "features" else None
+        detail_size = (
+            AUTO_DETAIL_SIZE
+            if mode == "features" and image_size >= AUTO_DETAIL_MIN_IMAGE_SIZE
+            else None
+        )
     if detail_size is None:
         return None
     if isinstance(detail_size, bool) or not isinstance(detail_size, Integral):

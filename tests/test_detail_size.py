@@ -50,7 +50,8 @@ def _classifier(mode, **params):
         ("auto", 224, "features", AUTO_DETAIL_SIZE),
         ("auto", 224, "finetune", None),
         ("auto", 128, "features", None),  # not below image_size: no step
-        ("auto", 96, "features", None),
+        ("auto", 160, "features", None),  # below 224: no step (it hurt there)
+        ("auto", 288, "features", AUTO_DETAIL_SIZE),
         (64, 224, "finetune", 64),
         (224, 224, "features", None),
         (None, 224, "features", None),
@@ -84,8 +85,8 @@ def test_detail_size_removes_fine_detail_only():
 
 
 def test_features_default_is_auto_and_changes_embeddings():
-    X, _ = _images(size=160)
-    params = dict(backbone="resnet18", weights=None, image_size=160, random_state=0)
+    X, _ = _images(size=224)
+    params = dict(backbone="resnet18", weights=None, image_size=224, random_state=0)
     auto = PretrainedFeatures(**params).fit()
     assert auto.detail_size == "auto"
     assert auto.preprocessing_.detail_size == AUTO_DETAIL_SIZE

@@ -44,15 +44,23 @@ def _auc(clf, paths, labels, test):
     return roc_auc_score(labels[test] == "PNEUMONIA", proba[:, column])
 
 
-def test_feature_mode_transfers_imagenet_knowledge(subset, imagenet_weights):
+# 224 px: the default detail_size caps the detail at 128 px there
+@pytest.mark.parametrize("image_size", [160, 224])
+def test_feature_mode_transfers_imagenet_knowledge(
+    subset, imagenet_weights, image_size
+):
     paths, labels, train, test = subset
-    common = dict(backbone=BACKBONE, mode="features", image_size=160, random_state=0)
+    common = dict(
+        backbone=BACKBONE, mode="features", image_size=image_size, random_state=0
+    )
     pretrained = PretrainedCNNClassifier(weights=imagenet_weights, **common)
     pretrained.fit(list(paths[train]), labels[train])
     auc = _auc(pretrained, paths, labels, test)
     assert auc >= 0.93, auc
     # the embedding is the pretrained network's, not a random one's
-    scratch = PretrainedFeatures(backbone=BACKBONE, weights=None, image_size=160)
+    scratch = PretrainedFeatures(
+        backbone=BACKBONE, weights=None, image_size=image_size
+    )
     image = list(paths[test][:2])
     assert not np.allclose(
         pretrained.features_.transform(image), scratch.fit().transform(image)
