@@ -186,7 +186,8 @@ class Preprocessing:
             std=tuple(float(v) for v in fields["std_"]),
             interpolation=str(fields["interpolation_"]),
             equalize=bool(equalize),
-            detail_size=_file_detail_size(fields.get("detail_size_")),
+            # checked by the file schema; absent in files written before it
+            detail_size=fields.get("detail_size_"),
         )
 
     @classmethod
@@ -281,14 +282,3 @@ class Preprocessing:
         out["channel_mean"] = list(self.channel_mean)
         out["channel_std"] = list(self.channel_std)
         return out
-
-
-def _file_detail_size(value):
-    """``detail_size_`` of a model file: None or an integer >= 8."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 8:
-        raise ValueError(
-            f"detail_size_ must be null or an integer >= 8, got {value!r}."
-        )
-    return value

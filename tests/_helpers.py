@@ -80,3 +80,20 @@ def write_image(path, array=None, mode=None, size=(32, 32), seed=0):
         image = image.convert(mode)
     image.save(path)
     return str(path)
+
+
+def rewrite_config(source, target, edit):
+    """Copy the model file ``source`` to ``target`` with ``edit(config)``
+    applied to its ``config.json`` (a dict changed in place)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for item in old.infolist():
+            data = old.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                edit(config)
+                data = json.dumps(config).encode()
+            new.writestr(item, data)
+    return target

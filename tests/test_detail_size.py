@@ -3,14 +3,13 @@
 Frozen features default to 128 px of detail ("auto"); fine-tuning to none.
 """
 
-import json
 import os
-import zipfile
 
 import joblib
 import numpy as np
 import pytest
 import torch
+from _helpers import rewrite_config
 
 from sklearn_cxr import Preprocessing, PretrainedCNNClassifier, PretrainedFeatures
 from sklearn_cxr._preprocessing import AUTO_DETAIL_SIZE, resolve_detail_size
@@ -152,16 +151,12 @@ def test_file_without_detail_size_loads_as_none(tmp_path):
     X, y = _images()
     clf = _classifier("finetune", detail_size=None).fit(X, y)
     source = clf.save(tmp_path / "new.cxr")
-    old = tmp_path / "old.cxr"
-    with zipfile.ZipFile(source) as new_zip, zipfile.ZipFile(old, "w") as old_zip:
-        for item in new_zip.infolist():
-            data = new_zip.read(item.filename)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                del config["params"]["detail_size"]
-                del config["fitted"]["detail_size_"]
-                data = json.dumps(config).encode()
-            old_zip.writestr(item, data)
+
+    def drop_detail_size(config):
+        del config["params"]["detail_size"]
+        del config["fitted"]["detail_size_"]
+
+    old = rewrite_config(source, tmp_path / "old.cxr", drop_detail_size)
     loaded = PretrainedCNNClassifier.load(old)
     assert loaded.detail_size is None and loaded.preprocessing_.detail_size is None
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)
@@ -172,15 +167,11 @@ def test_file_with_a_bad_detail_size_is_refused(tmp_path):
 
     X, y = _images()
     source = _classifier("finetune", detail_size=24).fit(X, y).save(tmp_path / "a.cxr")
-    bad = tmp_path / "bad.cxr"
-    with zipfile.ZipFile(source) as src, zipfile.ZipFile(bad, "w") as dst:
-        for item in src.infolist():
-            data = src.read(item.filename)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                config["fitted"]["detail_size_"] = -3
-                data = json.dumps(config).encode()
-            dst.writestr(item, data)
+    bad = rewrite_config(
+        source,
+        tmp_path / "bad.cxr",
+        lambda config: config["fitted"].update(detail_size_=-3),
+    )
     with pytest.raises(ModelFileError, match="detail_size_"):
         PretrainedCNNClassifier.load(bad)
 

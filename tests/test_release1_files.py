@@ -8,11 +8,11 @@ release itself predicted on ``images.npy``.
 import json
 import os
 import shutil
-import zipfile
 
 import joblib
 import numpy as np
 import pytest
+from _helpers import rewrite_config
 
 from sklearn_cxr import ModelFileError, PretrainedCNNClassifier, PretrainedFeatures
 
@@ -54,15 +54,11 @@ def test_safe_file_of_release1_saved_again_loads(images, tmp_path):
 def test_release1_file_with_a_damaged_head_is_refused(tmp_path):
     # a version-1 file whose config lost the head width is refused by name
     source = os.path.join(DATA, "finetune.cxr")
-    damaged = tmp_path / "damaged.cxr"
-    with zipfile.ZipFile(source) as old, zipfile.ZipFile(damaged, "w") as new:
-        for item in old.infolist():
-            data = old.read(item.filename)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                del config["fitted"]["head_in_features"]
-                data = json.dumps(config).encode()
-            new.writestr(item, data)
+    damaged = rewrite_config(
+        source,
+        tmp_path / "damaged.cxr",
+        lambda config: config["fitted"].pop("head_in_features"),
+    )
     with pytest.raises(ModelFileError, match="head_in_features"):
         PretrainedCNNClassifier.load(damaged)
 
