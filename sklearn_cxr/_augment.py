@@ -3,7 +3,10 @@
 Radiographs of one patient look different from one hospital to the next:
 other exposure and gamma curves, unsharp masking or smoothing, detector
 noise, JPEG re-compression. :func:`acquisition_augmentation` draws such
-changes at random while training (``augment="acquisition"``).
+changes at random while training (``augment="acquisition"``);
+:func:`framing_augmentation` adds burned-in markers and collimation borders
+at random places (``augment="framing"``), so that a network cannot learn
+where one hospital prints its letters.
 :func:`tta_views` gives the views that ``tta=`` averages at predict time.
 """
 
@@ -18,15 +21,18 @@ __all__ = [
     "CenterZoom",
     "Chain",
     "ViewCollection",
+    "RandomBorder",
     "RandomGamma",
     "RandomJPEG",
+    "RandomMarkers",
     "acquisition_augmentation",
+    "framing_augmentation",
     "check_tta",
     "tta_views",
 ]
 
 #: Accepted string values of ``augment`` (besides True, False and callables).
-AUGMENT_OPTIONS = ("geometric", "acquisition")
+AUGMENT_OPTIONS = ("geometric", "acquisition", "framing")
 
 #: Centre-crop fractions averaged by ``tta=True``.
 DEFAULT_TTA_SCALES = (1.0, 0.9)
@@ -100,6 +106,129 @@ class RandomJPEG(torch.nn.Module):
 
     def extra_repr(self):
         return f"quality={self.quality}, p={self.p}"
+
+
+#: Texts of the burned-in markers drawn by :class:`RandomMarkers`.
+MARKER_TEXTS = ("L", "R", "AP", "PA", "SUPINE", "PORTABLE", "ERECT")
+
+
+class RandomMarkers(torch.nn.Module):
+    """Burn one to three marker texts into a float image in [0, 1].
+
+    Laterality letters and technician's notes ("R", "AP", "PORTABLE", ...)
+    in the top or bottom sixth of the image, at a random horizontal place and
+    size, bright (as lead letters show) or dark. Drawn with Pillow's default
+    font on a mask, so every channel gets the same text.
+
+    Parameters
+    ----------
+    p : float, default=0.3
+        Probability of applying it.
+    size : tuple of float, default=(0.05, 0.12)
+        Range of the text height as a fraction of the image height.
+    """
+
+    def __init__(self, p=0.3, size=(0.05, 0.12)):
+        super().__init__()
+        self.p = p
+        self.size = size
+
+    def forward(self, image):
+        if torch.rand(()) >= self.p:
+            return image
+        import numpy as np
+        from PIL import Image, ImageDraw, ImageFont
+
+        height, width = image.shape[-2:]
+        low, high = self.size
+        size = max(6, round(height * (low + (high - low) * torch.rand(()).item())))
+        try:
+            font = ImageFont.load_default(size=size)
+        except TypeError:  # Pillow < 10.1: one fixed size
+            font = ImageFont.load_default()
+        mask = Image.new("L", (width, height), 0)
+        draw = ImageDraw.Draw(mask)
+        for _ in range(int(torch.randint(1, 4, ()).item())):
+            text = MARKER_TEXTS[int(torch.randint(len(MARKER_TEXTS), ()).item())]
+            left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+            text_w = min(right - left, width - 1)
+            text_h = min(bottom - top, height - 1)
+            x = int(torch.randint(0, max(1, width - text_w), ()).item())
+            band = max(1, height // 6 - text_h)
+            y = int(torch.randint(0, band, ()).item())
+            if torch.rand(()) < 0.5:  # bottom band instead of top
+                y = height - text_h - 1 - y
+            draw.text((x - left, max(0, y) - top), text, fill=255, font=font)
+        ink = torch.from_numpy(np.asarray(mask, dtype=bool).copy())
+        if not ink.any():
+            return image
+        value = 1.0 if torch.rand(()) < 0.7 else 0.0
+        out = image.clone()
+        out[..., ink] = value
+        return out
+
+    def extra_repr(self):
+        return f"p={self.p}, size={self.size}"
+
+
+class RandomBorder(torch.nn.Module):
+    """Collimation borders: bright or dark bands on one to four sides.
+
+    Parameters
+    ----------
+    p : float, default=0.2
+        Probability of applying it.
+    fraction : tuple of float, default=(0.02, 0.10)
+        Range of each band's width as a fraction of that side.
+    """
+
+    def __init__(self, p=0.2, fraction=(0.02, 0.10)):
+        super().__init__()
+        self.p = p
+        self.fraction = fraction
+
+    def forward(self, image):
+        if torch.rand(()) >= self.p:
+            return image
+        height, width = image.shape[-2:]
+        value = 1.0 if torch.rand(()) < 0.5 else 0.0
+        low, high = self.fraction
+        out = image.clone()
+        sides = torch.randperm(4)[: int(torch.randint(1, 5, ()).item())].tolist()
+        for side in sides:
+            length = height if side < 2 else width
+            n = max(1, round(length * (low + (high - low) * torch.rand(()).item())))
+            if side == 0:
+                out[..., :n, :] = value
+            elif side == 1:
+                out[..., -n:, :] = value
+            elif side == 2:
+                out[..., :, :n] = value
+            else:
+                out[..., :, -n:] = value
+        return out
+
+    def extra_repr(self):
+        return f"p={self.p}, fraction={self.fraction}"
+
+
+def framing_augmentation():
+    """:func:`acquisition_augmentation`, then random markers and borders.
+
+    Item 4 of the generalisation work: a network that reads where one
+    hospital burns in its laterality letters, or how it collimates, will not
+    transfer to another. Drawing such marks at random places on both classes
+    takes away their value as a clue.
+
+    Returns
+    -------
+    transform : torchvision.transforms.v2.Compose
+    """
+    from torchvision.transforms import v2
+
+    return v2.Compose(
+        [acquisition_augmentation(), RandomMarkers(p=0.3), RandomBorder(p=0.2)]
+    )
 
 
 def acquisition_augmentation():

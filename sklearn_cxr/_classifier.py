@@ -107,7 +107,8 @@ class PretrainedCNNClassifier(
         finetune mode from 0.01-0.22 to 0.80-0.99 at equal or better ROC AUC
         (``docs/benchmarks.rst``). None trains on the raw prevalence, which
         suits a deployment with the same prevalence as the training data.
-    augment : bool, "geometric", "acquisition" or callable, default=True
+    augment : bool, "geometric", "acquisition", "framing" or callable, \
+default=True
         Finetune mode, while training only. True (or "geometric"): random
         resized crops close to the full image, small rotations and shifts,
         brightness and contrast jitter; no horizontal flip (the heart is on
@@ -115,6 +116,10 @@ class PretrainedCNNClassifier(
         photometric changes of another acquisition pipeline (stronger
         brightness and contrast, gamma curves, blur or sharpening, noise,
         JPEG re-compression; ``sklearn_cxr._augment.acquisition_augmentation``).
+        "framing": "acquisition", then burned-in marker texts and
+        collimation borders at random places, so that where a hospital
+        prints its letters is no clue
+        (``sklearn_cxr._augment.framing_augmentation``).
         A callable (e.g. a ``torchvision.transforms.v2`` transform) replaces
         the built-in augmentation: it receives the resized ``(C, H, W)``
         float image in [0, 1] and returns one of the same shape (the safe

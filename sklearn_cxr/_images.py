@@ -566,10 +566,12 @@ def build_transform(
         Resize interpolation, from the weights' own preprocessing.
     train : bool, default=False
         Whether to add the training augmentation.
-    augment : bool, "geometric", "acquisition" or callable, default=True
+    augment : bool, "geometric", "acquisition", "framing" or callable, \
+default=True
         With ``train``: True or "geometric" adds random resized crops, small
         affine moves and brightness/contrast jitter; "acquisition" replaces
         the jitter by ``sklearn_cxr._augment.acquisition_augmentation``;
+        "framing" by ``sklearn_cxr._augment.framing_augmentation``;
         a callable is applied to the resized float image in [0, 1] instead
         of the built-in augmentation; False or None adds none.
     equalize : bool, default=False
@@ -622,6 +624,10 @@ def build_transform(
             from ._augment import acquisition_augmentation
 
             steps.append(acquisition_augmentation())
+        elif augment == "framing":
+            from ._augment import framing_augmentation
+
+            steps.append(framing_augmentation())
         else:
             steps.append(v2.ColorJitter(brightness=0.2, contrast=0.2))
     else:

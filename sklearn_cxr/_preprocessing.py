@@ -236,7 +236,7 @@ class Preprocessing:
 
         Parameters
         ----------
-        augment : bool, "geometric", "acquisition" or callable
+        augment : bool, "geometric", "acquisition", "framing" or callable
             The classifier's ``augment``; False gives :meth:`transform`.
 
         Returns

@@ -8,11 +8,15 @@ from skorch.callbacks import Callback
 
 from sklearn_cxr import PretrainedCNNClassifier
 from sklearn_cxr._augment import (
+    MARKER_TEXTS,
     CenterZoom,
+    RandomBorder,
     RandomGamma,
     RandomJPEG,
+    RandomMarkers,
     acquisition_augmentation,
     check_tta,
+    framing_augmentation,
 )
 from sklearn_cxr._images import build_transform
 
@@ -72,6 +76,54 @@ def test_acquisition_augmentation_is_in_the_training_transform_only():
     evaluation = build_transform(32, train=False, augment="acquisition", **common)
     assert "RandomJPEG" in repr(train) and "RandomJPEG" not in repr(plain)
     assert "RandomJPEG" not in repr(evaluation)
+
+
+def test_markers_are_burned_into_the_top_or_bottom_band_of_every_channel():
+    torch.manual_seed(0)
+    image = torch.full((3, 96, 96), 0.5)
+    marked = [RandomMarkers(p=1.0)(image) for _ in range(20)]
+    for out in marked:
+        changed = (out != image).any(0)
+        assert changed.any()  # some text was drawn
+        rows = torch.nonzero(changed)[:, 0]
+        # only in the outer sixths, where laterality letters are printed
+        assert bool(((rows < 96 // 6) | (rows >= 96 - 96 // 6)).all())
+        # the same mark in every channel, pure white or black
+        assert torch.equal(out[0], out[1]) and torch.equal(out[0], out[2])
+        assert set(out[:, changed].unique().tolist()) <= {0.0, 1.0}
+    # places and sizes vary from draw to draw
+    assert len({tuple(torch.nonzero((o != image).any(0))[0].tolist())
+                for o in marked}) > 5
+    assert torch.equal(RandomMarkers(p=0.0)(image), image)
+    assert "SUPINE" in MARKER_TEXTS
+
+
+def test_borders_fill_bands_along_the_edges():
+    torch.manual_seed(1)
+    image = torch.full((1, 100, 80), 0.5)
+    for _ in range(20):
+        out = RandomBorder(p=1.0, fraction=(0.05, 0.10))(image)
+        changed = (out != image)[0]
+        assert changed.any()
+        # the centre is untouched, every change is a full-length edge band
+        assert not changed[10:90, 8:72].any()
+        assert set(out[0][changed].unique().tolist()) <= {0.0, 1.0}
+        top, left = changed[:, 40], changed[50, :]
+        assert top.any() or left.any()
+    assert torch.equal(RandomBorder(p=0.0)(image), image)
+
+
+def test_framing_augmentation_adds_markers_and_borders_to_training_only():
+    common = dict(mean=(0.5,) * 3, std=(0.25,) * 3)
+    train = build_transform(32, train=True, augment="framing", **common)
+    evaluation = build_transform(32, train=False, augment="framing", **common)
+    for name in ("RandomJPEG", "RandomMarkers", "RandomBorder"):
+        assert name in repr(train) and name not in repr(evaluation)
+    torch.manual_seed(0)
+    image = torch.rand(1, 64, 64)
+    out = [framing_augmentation()(image) for _ in range(10)]
+    assert all(o.shape == image.shape for o in out)
+    assert all(0 <= float(o.min()) and float(o.max()) <= 1 for o in out)
 
 
 @pytest.mark.slow

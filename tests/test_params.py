@@ -54,7 +54,8 @@ DOCUMENTED = {
     "lr": [1e-3, 1],
     "freeze_epochs": [0, 2],
     "class_weight": ["balanced", None, {"NORMAL": 1.0, "PNEUMONIA": 2.0}],
-    "augment": [True, False, "geometric", "acquisition", lambda image: image],
+    "augment": [True, False, "geometric", "acquisition", "framing",
+                lambda image: image],
     "final_estimator": [
         None,
         LogisticRegression(),
