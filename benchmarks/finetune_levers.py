@@ -44,6 +44,10 @@ logger = logging.getLogger("finetune_levers")
 
 SCORED = {"image_size": 128, "max_epochs": 4}
 
+#: ``--shift heldout``: the steps of ``shift_levers.HELDOUT_PRESET``, none of
+#: which the training augmentation draws.
+HELDOUT = [("resample", 2), ("unsharp", 2), ("border", 1), ("markers", 1)]
+
 
 def split(data, n_train, n_test, seed):
     """Train indices (~n_train images, whole patients) and test indices
@@ -94,12 +98,38 @@ def load_shift():
     return simulate_acquisition
 
 
+def adabn_proba(clf, images, seed):
+    """Probabilities after ``adaptation="adabn"`` to ``images`` as the target.
+
+    The package re-estimates BatchNorm statistics on the target images *after*
+    training, so the weights of an AdaBN fit are those of the plain fit with
+    the same seed: this applies the package's own re-estimation
+    (:func:`sklearn_cxr._adapt_finetune.reestimate_batchnorm`, with the
+    estimator's inference transform, as ``fit(..., sample_domain=...)``
+    does) to a copy of the fitted model, so that one fit serves every target.
+    """
+    import copy
+
+    from sklearn_cxr._adapt_finetune import reestimate_batchnorm
+    from sklearn_cxr._images import ImageDataset, check_images
+
+    adapted = copy.deepcopy(clf)
+    module = getattr(adapted.net_.module_, "module", adapted.net_.module_)
+    collection = check_images(images)
+    reestimate_batchnorm(
+        module, ImageDataset(collection, transform=adapted._eval_transform()),
+        batch_size=adapted.batch_size, device=adapted.net_.device,
+        num_workers=adapted.num_workers, seed=seed)
+    return adapted.predict_proba(images)
+
+
 def score(y_true, proba, classes):
     p = proba[:, list(classes).index("PNEUMONIA")]
     return _common.binary_metrics(y_true, p)
 
 
-def run(data, train, test, params, seed, tta_settings, shifted):
+def run(data, train, test, params, seed, tta_settings, shifted, adabn=False,
+        save=None):
     from sklearn_cxr import PretrainedCNNClassifier
 
     kwargs = {**SCORED, **params}
@@ -110,6 +140,8 @@ def run(data, train, test, params, seed, tta_settings, shifted):
     paths, y, groups = data["paths"], data["y"], data["groups"]
     start = time.perf_counter()
     clf.fit(list(paths[train]), y[train], groups=groups[train])
+    if save is not None:
+        clf.save(save)  # to score or inspect the same model again
     out = {
         "params": kwargs, "seed": seed,
         "n_train": int(len(train)), "n_test": int(len(test)),
@@ -134,6 +166,10 @@ def run(data, train, test, params, seed, tta_settings, shifted):
         for name, images in shifted.items():
             proba = clf.predict_proba(images)
             out["scores"][key][name] = score(y[test], proba, clf.classes_)
+            if adabn:
+                proba = adabn_proba(clf, images, seed)
+                out["scores"][key][f"{name}+adabn"] = score(
+                    y[test], proba, clf.classes_)
     return out
 
 
@@ -171,6 +207,12 @@ def main(argv=None):
     parser.add_argument("--shift", nargs="*", default=[],
                         help="also score the test images through these presets "
                         "of the acquisition-shift proxy (mild, moderate, severe)")
+    parser.add_argument("--adabn", action="store_true",
+                        help="also score each --shift test set after AdaBN "
+                        "(adaptation='adabn') to its images as the target")
+    parser.add_argument("--save-dir", default=None,
+                        help="save each fitted model there as "
+                        "<candidate>_seed<seed>.cxr")
     parser.add_argument("--out", required=True)
     _common.add_path_arguments(parser)
     args = parser.parse_args(argv)
@@ -191,13 +233,18 @@ def main(argv=None):
         if args.shift:
             simulate = load_shift()
             shifted = {
-                level: simulate(list(data["paths"][test]), level, random_state=seed)
+                level: simulate(list(data["paths"][test]),
+                                HELDOUT if level == "heldout" else level,
+                                random_state=seed)
                 for level in args.shift
             }
         for name, params in candidates:
             logger.info("seed %d candidate %s: %d train, %d test images",
                         seed, name, len(train), len(test))
-            result = run(data, train, test, params, seed, tta_settings, shifted)
+            result = run(data, train, test, params, seed, tta_settings, shifted,
+                         adabn=args.adabn,
+                         save=None if args.save_dir is None else
+                         Path(args.save_dir) / f"{name}_seed{seed}.cxr")
             result["candidate"] = name
             payload["runs"].append(result)
             path = _common.save_json(args.out, payload)
