@@ -129,7 +129,7 @@ def score(y_true, proba, classes):
 
 
 def run(data, train, test, params, seed, tta_settings, shifted, adabn=False,
-        save=None):
+        save=None, reuse=False):
     from sklearn_cxr import PretrainedCNNClassifier
 
     kwargs = {**SCORED, **params}
@@ -139,13 +139,18 @@ def run(data, train, test, params, seed, tta_settings, shifted, adabn=False,
     )
     paths, y, groups = data["paths"], data["y"], data["groups"]
     start = time.perf_counter()
-    clf.fit(list(paths[train]), y[train], groups=groups[train])
-    if save is not None:
-        clf.save(save)  # to score or inspect the same model again
+    loaded = save is not None and reuse and Path(save).exists()
+    if loaded:
+        clf = PretrainedCNNClassifier.load(save)  # scored again, not refitted
+        logger.info("loaded %s instead of fitting", save)
+    else:
+        clf.fit(list(paths[train]), y[train], groups=groups[train])
+        if save is not None:
+            clf.save(save)  # to score or inspect the same model again
     out = {
         "params": kwargs, "seed": seed,
         "n_train": int(len(train)), "n_test": int(len(test)),
-        "fit_seconds": time.perf_counter() - start,
+        "fit_seconds": None if loaded else time.perf_counter() - start,
         "epochs_run": len(clf.history_),
         "history": [
             {k: row.get(k) for k in ("epoch", "train_loss", "valid_loss",
@@ -190,7 +195,8 @@ def print_table(name):
                 print(f"{run['candidate']:10s} seed {run['seed']} {tta:16s} "
                       f"{test_set:9s} auc {m['roc_auc']:.3f} acc {m['accuracy']:.3f} "
                       f"sens {m['sensitivity']:.3f} spec {m['specificity']:.3f} | "
-                      f"fit {run['fit_seconds']:.0f} s, epochs {run['epochs_run']}, "
+                      f"fit {run['fit_seconds'] or float('nan'):.0f} s, "
+                      f"epochs {run['epochs_run']}, "
                       f"kept epoch {kept}, valid_auc {aucs}")
 
 
@@ -213,6 +219,9 @@ def main(argv=None):
     parser.add_argument("--save-dir", default=None,
                         help="save each fitted model there as "
                         "<candidate>_seed<seed>.cxr")
+    parser.add_argument("--reuse", action="store_true",
+                        help="load a model already saved in --save-dir instead "
+                        "of fitting it again (its fit time is then not measured)")
     parser.add_argument("--out", required=True)
     _common.add_path_arguments(parser)
     args = parser.parse_args(argv)
@@ -244,14 +253,16 @@ def main(argv=None):
             result = run(data, train, test, params, seed, tta_settings, shifted,
                          adabn=args.adabn,
                          save=None if args.save_dir is None else
-                         Path(args.save_dir) / f"{name}_seed{seed}.cxr")
+                         Path(args.save_dir) / f"{name}_seed{seed}.cxr",
+                         reuse=args.reuse)
             result["candidate"] = name
             payload["runs"].append(result)
             path = _common.save_json(args.out, payload)
             logger.info("%s seed %d: %s (fit %.0f s, %d epochs) -> %s", name, seed,
                         {k: round(v["clean"]["roc_auc"], 4)
                          for k, v in result["scores"].items()},
-                        result["fit_seconds"], result["epochs_run"], path)
+                        result["fit_seconds"] or float("nan"),
+                        result["epochs_run"], path)
     payload["machine"]["load_avg_end"] = list(__import__("os").getloadavg())
     _common.save_json(args.out, payload)
 
