@@ -19,6 +19,10 @@ reported beside it (a map spread uniformly would score that share).
 
     python benchmarks/lung_focus.py --n-images 120 --out lung_focus.json
     python benchmarks/lung_focus.py --params '{"crop": 0.9}'  # another model
+    # a finetuned model saved by finetune_levers.py --save-dir, on its own
+    # held-out patients
+    python benchmarks/lung_focus.py --model base_seed0.cxr --split levers \\
+        --levers-split 4100 1000
 """
 
 from __future__ import annotations
@@ -73,15 +77,28 @@ def run(args):
     from sklearn_cxr.inspection import gradcam
 
     data = shift.load_data()
-    train, test = shift.proxy_split(data, seed=args.seed)
-    train = shift._subset(train, data["y"], args.n_train, args.seed)
-    test = shift._subset(test, data["y"], args.n_images, args.seed)
     params = json.loads(args.params) if args.params else {}
-    model = shift.feature_model(**params)
     start = time.perf_counter()
-    model.fit(list(data["paths"][train]), data["y"][train])
+    if args.split == "levers":  # finetune_levers.py's split of whole patients
+        from finetune_levers import split
+
+        train, test = split(data, *args.levers_split, args.seed)
+    else:
+        train, test = shift.proxy_split(data, seed=args.seed)
+        train = shift._subset(train, data["y"], args.n_train, args.seed)
+    test = shift._subset(test, data["y"], args.n_images, args.seed)
+    if args.model:
+        from sklearn_cxr import PretrainedCNNClassifier
+
+        model = PretrainedCNNClassifier.load(args.model)
+        params = {"model": Path(args.model).name, **{
+            k: v for k, v in model.get_params().items()
+            if isinstance(v, (str, int, float, bool, type(None)))}}
+    else:
+        model = shift.feature_model(**params)
+        model.fit(list(data["paths"][train]), data["y"][train])
     results = {"params": params, "n_train": len(train), "n_images": len(test),
-               "fit_seconds": time.perf_counter() - start,
+               "fit_seconds": None if args.model else time.perf_counter() - start,
                "lung_mask_area": float(lung_mask(224, 224).mean()),
                "border_mask_area": float(border_mask(224, 224).mean()),
                "presets": {}}
@@ -117,6 +134,16 @@ def main(argv=None):
     parser.add_argument("--presets", nargs="+", default=["none", "moderate"])
     parser.add_argument("--params", default=None,
                         help="JSON of PretrainedCNNClassifier parameters")
+    parser.add_argument("--model", default=None,
+                        help="score a model saved by finetune_levers.py "
+                        "--save-dir instead of fitting feature mode (with "
+                        "--split levers and that run's sizes)")
+    parser.add_argument("--split", choices=["proxy", "levers"], default="proxy",
+                        help="proxy: shift.py's split; levers: "
+                        "finetune_levers.py's, of --levers-split sizes")
+    parser.add_argument("--levers-split", type=int, nargs=2, default=[4100, 1000],
+                        metavar=("N_TRAIN", "N_TEST"),
+                        help="the --n-train and --n-test of finetune_levers.py")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None)
     _common.add_path_arguments(parser)

@@ -29,7 +29,9 @@ estimator's own transform).
 
 ``--train-aug K`` adds K copies of every training image through
 :func:`sklearn_cxr._augment.acquisition_augmentation` (the training-time
-``augment="acquisition"``) to the head's training embeddings; CV then fits on
+``augment="acquisition"``; with ``--train-aug-kind framing``,
+:func:`~sklearn_cxr._augment.framing_augmentation`, which adds random markers
+and borders) to the head's training embeddings; CV then fits on
 the augmented training folds and scores the original images of the held-out
 fold. The augmentation draws from the same families as the ``mild`` and
 ``moderate`` presets (noise, JPEG, contrast), so its figures there are
@@ -111,13 +113,17 @@ def _blur1(img):
     return np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(1)))
 
 
-def _augmented_copies(arrays, copies, seed):
-    """``copies`` acquisition-augmented uint8 versions of each 2-D array."""
+def _augmented_copies(arrays, copies, seed, kind="acquisition"):
+    """``copies`` augmented uint8 versions of each 2-D array.
+
+    ``kind``: ``"acquisition"`` or ``"framing"`` (the training augmentations
+    of the same names in :mod:`sklearn_cxr._augment`).
+    """
     import torch
 
-    from sklearn_cxr._augment import acquisition_augmentation
+    from sklearn_cxr import _augment
 
-    transform = acquisition_augmentation()
+    transform = getattr(_augment, f"{kind}_augmentation")()
     torch.manual_seed(seed)
     out = []
     for _ in range(copies):
@@ -242,11 +248,13 @@ def run(args):
         E_te = {p: _embed(features, a, prep, flip) for p, a in tests.items()}
         E_aug = None
         if args.train_aug:
-            copies = _augmented_copies(train_arrays, args.train_aug, args.seed)
+            copies = _augmented_copies(train_arrays, args.train_aug, args.seed,
+                                       args.train_aug_kind)
             E_aug = _embed(features, copies, prep, flip).reshape(
                 args.train_aug, len(train), -1)
         out = {"embed_seconds": time.perf_counter() - start, "heads": {},
-               "train_aug": args.train_aug}
+               "train_aug": args.train_aug,
+               "train_aug_kind": args.train_aug_kind if args.train_aug else None}
         for head_name in args.heads:
             head = _head(**HEADS[head_name])
             row = {"cv": _cv(head, E_tr, y_tr, data["groups"][train], E_aug)}
@@ -279,6 +287,10 @@ def main(argv=None):
     parser.add_argument("--train-aug", type=int, default=0, metavar="K",
                         help="add K acquisition-augmented copies of each "
                         "training image to the head's training set")
+    parser.add_argument("--train-aug-kind", default="acquisition",
+                        choices=["acquisition", "framing"],
+                        help="the augmentation of --train-aug: acquisition, or "
+                        "framing (acquisition plus random markers and borders)")
     parser.add_argument("--n-train", type=int, default=None)
     parser.add_argument("--n-test", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
