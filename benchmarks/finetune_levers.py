@@ -73,6 +73,11 @@ def split(data, n_train, n_test, seed):
     return train, np.sort(np.concatenate(test))
 
 
+def simulate_none(paths, seed):
+    """The images of ``paths`` as arrays, through the proxy's ``"none"``."""
+    return load_shift()(paths, "none", random_state=seed)
+
+
 def load_shift():
     """``simulate_acquisition`` of the acquisition-shift proxy.
 
@@ -123,12 +128,35 @@ def adabn_proba(clf, images, seed):
     return adapted.predict_proba(images)
 
 
+def adapted_proba(clf, images, seed, source):
+    """``(method, probabilities)`` after label-free adaptation to ``images``.
+
+    Finetune mode: :func:`adabn_proba`. Feature mode: a fit of a clone with
+    ``adaptation="auto"`` (per-site standardisation of the embeddings) on
+    the ``source`` images and labels, with ``images`` as the unlabelled
+    target (``sample_domain=-2``, label ``"-1"``); its embeddings come from
+    the model's ``memory`` cache when it has one.
+    """
+    if clf.mode_fitted_ == "finetune":
+        return "adabn", adabn_proba(clf, images, seed)
+    from sklearn.base import clone
+
+    X_source, y_source = source
+    model = clone(clf).set_params(adaptation="auto")
+    X = list(X_source) + list(images)
+    y = np.concatenate([y_source, np.full(len(images), "-1")])
+    domains = np.concatenate([np.ones(len(X_source), dtype=int),
+                              np.full(len(images), -2)])
+    model.fit(X, y, sample_domain=domains)
+    return model.adaptation_["method"], model.predict_proba(images)
+
+
 def score(y_true, proba, classes):
     p = proba[:, list(classes).index("PNEUMONIA")]
     return _common.binary_metrics(y_true, p)
 
 
-def run(data, train, test, params, seed, tta_settings, shifted, adabn=False,
+def run(data, train, test, params, seed, tta_settings, shifted, adapt=False,
         save=None, reuse=False):
     from sklearn_cxr import PretrainedCNNClassifier
 
@@ -147,19 +175,21 @@ def run(data, train, test, params, seed, tta_settings, shifted, adabn=False,
         clf.fit(list(paths[train]), y[train], groups=groups[train])
         if save is not None:
             clf.save(save)  # to score or inspect the same model again
+    history = clf.history_ if clf.mode_fitted_ == "finetune" else []
     out = {
         "params": kwargs, "seed": seed,
         "n_train": int(len(train)), "n_test": int(len(test)),
         "fit_seconds": None if loaded else time.perf_counter() - start,
-        "epochs_run": len(clf.history_),
+        "epochs_run": len(history),
         "history": [
             {k: row.get(k) for k in ("epoch", "train_loss", "valid_loss",
                                      "valid_auc", "dur")}
-            for row in clf.history_
+            for row in history
         ],
         "load_avg": list(__import__("os").getloadavg()),
         "scores": {},
     }
+    source = None
     for tta in tta_settings:
         if tta is not None:
             clf.set_params(tta=tta)
@@ -171,9 +201,11 @@ def run(data, train, test, params, seed, tta_settings, shifted, adabn=False,
         for name, images in shifted.items():
             proba = clf.predict_proba(images)
             out["scores"][key][name] = score(y[test], proba, clf.classes_)
-            if adabn:
-                proba = adabn_proba(clf, images, seed)
-                out["scores"][key][f"{name}+adabn"] = score(
+            if adapt:
+                if source is None:  # in-memory, like the shifted targets
+                    source = (simulate_none(list(paths[train]), seed), y[train])
+                method, proba = adapted_proba(clf, images, seed, source)
+                out["scores"][key][f"{name}+{method}"] = score(
                     y[test], proba, clf.classes_)
     return out
 
@@ -186,8 +218,10 @@ def print_table(name):
         best = [h["epoch"] for h in run["history"] if h.get("valid_auc") is not None]
         aucs = [round(h["valid_auc"], 3) for h in run["history"]
                 if h.get("valid_auc") is not None]
-        kept = run["history"][-1]["epoch"] if not aucs else best[
-            int(np.argmax(aucs))]
+        if aucs:
+            kept = best[int(np.argmax(aucs))]
+        else:  # no validation split, or feature mode (no epochs)
+            kept = run["history"][-1]["epoch"] if run["history"] else None
         for tta, sets in run["scores"].items():
             for test_set, m in sets.items():
                 if not isinstance(m, dict):
@@ -213,9 +247,10 @@ def main(argv=None):
     parser.add_argument("--shift", nargs="*", default=[],
                         help="also score the test images through these presets "
                         "of the acquisition-shift proxy (mild, moderate, severe)")
-    parser.add_argument("--adabn", action="store_true",
-                        help="also score each --shift test set after AdaBN "
-                        "(adaptation='adabn') to its images as the target")
+    parser.add_argument("--adapt", "--adabn", dest="adapt", action="store_true",
+                        help="also score each --shift test set after label-free "
+                        "adaptation to its images as the target: AdaBN in "
+                        "finetune mode, adaptation='auto' in feature mode")
     parser.add_argument("--save-dir", default=None,
                         help="save each fitted model there as "
                         "<candidate>_seed<seed>.cxr")
@@ -251,7 +286,7 @@ def main(argv=None):
             logger.info("seed %d candidate %s: %d train, %d test images",
                         seed, name, len(train), len(test))
             result = run(data, train, test, params, seed, tta_settings, shifted,
-                         adabn=args.adabn,
+                         adapt=args.adapt,
                          save=None if args.save_dir is None else
                          Path(args.save_dir) / f"{name}_seed{seed}.cxr",
                          reuse=args.reuse)
