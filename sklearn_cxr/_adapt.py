@@ -254,15 +254,22 @@ class FeatureAdapter:
         )
 
 
-def fit_feature_adaptation(features, scaler, adapt, source_embeddings):
-    """Feature mode: fit the adapter; return adapted sources and the state."""
+def fit_feature_adaptation(features, scaler, adapt, source_embeddings, copies=0):
+    """Feature mode: fit the adapter; return adapted sources and the state.
+
+    ``source_embeddings`` holds the sources, then ``copies`` augmented
+    copies of them in the same order (each copy keeps its image's site).
+    """
     method, split, target_images = adapt
     target = features.transform(target_images)
     if scaler is not None:
         target = scaler.transform(target)
     adapter = FeatureAdapter(method)
     adapted = adapter.fit_transform(
-        source_embeddings, split.source_domains, target, split.target_domain
+        source_embeddings,
+        np.tile(split.source_domains, 1 + copies),
+        target,
+        split.target_domain,
     )
     state = _state(method, split)
     state["adapter"] = adapter

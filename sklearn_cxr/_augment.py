@@ -18,6 +18,7 @@ import torch
 
 __all__ = [
     "AUGMENT_OPTIONS",
+    "AugmentedCopies",
     "CenterZoom",
     "Chain",
     "ViewCollection",
@@ -27,6 +28,8 @@ __all__ = [
     "RandomMarkers",
     "acquisition_augmentation",
     "framing_augmentation",
+    "photometric_augmentation",
+    "resolve_augment_copies",
     "check_tta",
     "tta_views",
 ]
@@ -265,6 +268,82 @@ def acquisition_augmentation():
             RandomJPEG(quality=(30, 90), p=0.3),
         ]
     )
+
+
+def photometric_augmentation(augment):
+    """The photometric part of ``augment``, for feature mode's copies.
+
+    ``"acquisition"`` and ``"framing"`` give the transforms of those names;
+    True or ``"geometric"`` the brightness and contrast jitter of the
+    geometric augmentation; a callable is returned as it is; False or None
+    give None. The geometric moves are left out: a frozen network's
+    embedding of a shifted crop teaches the final estimator little about
+    another hospital.
+    """
+    from torchvision.transforms import v2
+
+    if augment is None or augment is False:
+        return None
+    if augment == "acquisition":
+        return acquisition_augmentation()
+    if augment == "framing":
+        return framing_augmentation()
+    if augment is True or augment == "geometric":
+        return v2.ColorJitter(brightness=0.2, contrast=0.2)
+    return augment
+
+
+def resolve_augment_copies(augment_copies, augment):
+    """Feature mode's number of augmented copies of each training image.
+
+    ``"auto"`` is 2 where ``augment`` is ``"acquisition"`` or ``"framing"``
+    and 0 otherwise; an integer is kept (0 when ``augment`` is off).
+    """
+    if augment is None or augment is False:
+        return 0
+    if augment_copies == "auto":
+        return 2 if augment in ("acquisition", "framing") else 0
+    return int(augment_copies)
+
+
+class AugmentedCopies:
+    """``copies`` augmented versions of every image of a collection.
+
+    Item ``i`` is copy ``i // n`` of image ``i % n`` (``n`` images), drawn
+    by ``transform`` on the image as floats in [0, 1] and returned as the
+    collection gives it (uint8 stays uint8). Each item is drawn under its own
+    seed, from ``seed``, the copy and the position, so that the same call
+    gives the same copies whatever the data loader's order.
+
+    Parameters
+    ----------
+    images : ImageCollection
+    transform : callable
+        Maps a float ``(C, H, W)`` tensor in [0, 1] to one of the same shape.
+    copies : int
+    seed : int
+    """
+
+    def __init__(self, images, transform, copies, seed):
+        self.images = images
+        self.transform = transform
+        self.copies = copies
+        self.seed = seed
+
+    def __len__(self):
+        return self.copies * len(self.images)
+
+    def __getitem__(self, index):
+        copy, position = divmod(index, len(self.images))
+        image = self.images[position]
+        is_uint8 = image.dtype == torch.uint8
+        x = image.float() / 255 if is_uint8 else image
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(
+                (self.seed * 1_000_003 + copy * 2_000_029 + position) % (2**62)
+            )
+            x = self.transform(x).clamp(0, 1)
+        return (x * 255).round().to(torch.uint8) if is_uint8 else x
 
 
 class CenterZoom(torch.nn.Module):

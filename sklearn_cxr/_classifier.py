@@ -120,6 +120,13 @@ default=True
         collimation borders at random places, so that where a hospital
         prints its letters is no clue
         (``sklearn_cxr._augment.framing_augmentation``).
+        Feature mode uses the photometric part of it on ``augment_copies``.
+    augment_copies : int or "auto", default="auto"
+        Feature mode: how many augmented copies of each training image
+        (``augment``'s photometric part, no geometric moves) are embedded to
+        train the final estimator beside the originals; fit embeds
+        ``1 + augment_copies`` times as many images, prediction is unchanged.
+        "auto": 2 with ``augment="acquisition"`` or ``"framing"``, else 0.
         A callable (e.g. a ``torchvision.transforms.v2`` transform) replaces
         the built-in augmentation: it receives the resized ``(C, H, W)``
         float image in [0, 1] and returns one of the same shape (the safe
@@ -292,6 +299,8 @@ default=True
             callable,
             Hidden(None),
         ],
+        "augment_copies": [Interval(Integral, 0, None, closed="left"),
+                           StrOptions({"auto"})],
         "final_estimator": [HasMethods(["fit"]), None],
         "validation_fraction": [
             Interval(Real, 0, 0.5, closed="neither"),
@@ -338,6 +347,7 @@ default=True
         freeze_epochs=1,
         class_weight="balanced",
         augment=True,
+        augment_copies="auto",
         final_estimator=None,
         device="auto",
         num_workers=0,
@@ -376,6 +386,7 @@ default=True
         self.freeze_epochs = freeze_epochs
         self.class_weight = class_weight
         self.augment = augment
+        self.augment_copies = augment_copies
         self.final_estimator = final_estimator
         self.device = device
         self.num_workers = num_workers
@@ -416,6 +427,11 @@ default=True
                 f"{self.hidden_units!r}."
             )
         check_tta(self.tta)
+        if isinstance(self.augment_copies, bool):
+            raise ValueError(
+                "augment_copies must be 'auto' or a number of augmented copies "
+                f">= 0 (feature mode), got {self.augment_copies!r}."
+            )
         if isinstance(self.ema, bool):
             raise ValueError(
                 "ema must be None or a positive number of epochs (the time "

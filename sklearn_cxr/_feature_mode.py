@@ -14,7 +14,13 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import has_fit_parameter
 
 from . import _adapt
-from ._augment import ViewCollection, tta_views
+from ._augment import (
+    AugmentedCopies,
+    ViewCollection,
+    photometric_augmentation,
+    resolve_augment_copies,
+    tta_views,
+)
 from ._checks import check_finite_proba, class_weight_vector
 from ._features import PretrainedFeatures
 
@@ -70,12 +76,23 @@ def fit_features(clf, images, y_encoded, classes, seed, sample_weight, adapt=Non
     """
     features = PretrainedFeatures(**forwarded_params(clf), random_state=seed).fit()
     embeddings = features.transform(images)
+    copies = resolve_augment_copies(clf.augment_copies, clf.augment)
+    if copies:
+        # augmented copies train the final estimator beside the originals;
+        # they are drawn anew at each fit and not cached
+        augmented = AugmentedCopies(
+            images, photometric_augmentation(clf.augment), copies, seed
+        )
+        embeddings = np.concatenate([embeddings, features._embed(augmented)])
+        y_encoded = np.tile(y_encoded, 1 + copies)
+        if sample_weight is not None:
+            sample_weight = np.tile(sample_weight, 1 + copies)
     scaler = StandardScaler().fit(embeddings) if clf.standardize else None
     if scaler is not None:
         embeddings = scaler.transform(embeddings)
     if adapt is not None:
         embeddings, adaptation = _adapt.fit_feature_adaptation(
-            features, scaler, adapt, embeddings
+            features, scaler, adapt, embeddings, copies=copies
         )
     estimator = clone(
         clf.final_estimator

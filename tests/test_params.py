@@ -56,6 +56,7 @@ DOCUMENTED = {
     "class_weight": ["balanced", None, {"NORMAL": 1.0, "PNEUMONIA": 2.0}],
     "augment": [True, False, "geometric", "acquisition", "framing",
                 lambda image: image],
+    "augment_copies": ["auto", 0, 3],
     "final_estimator": [
         None,
         LogisticRegression(),
@@ -127,6 +128,9 @@ def test_resume_with_a_checkpoint_dir_passes(tmp_path):
         ),
         ({"resume": True}, ValueError, "resume=True needs checkpoint_dir"),
         ({"mode": "frozen"}, InvalidParameterError, "'mode' parameter"),
+        ({"augment_copies": -1}, InvalidParameterError, "'augment_copies' param"),
+        ({"augment_copies": 1.5}, InvalidParameterError, "'augment_copies' param"),
+        ({"augment_copies": True}, ValueError, "augment_copies must be 'auto' or"),
         ({"backbone": 3}, InvalidParameterError, "'backbone' parameter"),
         ({"device": 0}, InvalidParameterError, "'device' parameter"),
         ({"device": "gpu"}, ValueError, r"Unknown device 'gpu'"),
