@@ -20,6 +20,18 @@ with every ``--tta`` setting at no extra fit.
         --candidates 'base={}' 'acq={"augment": "acquisition"}' \\
         --tta false true --out levers.json
 
+    # both modes at the scored setting, with label-free adaptation to each
+    # shifted test set (AdaBN / per-site standardisation), models kept
+    python benchmarks/finetune_levers.py --n-train 4100 --n-test 1000 \\
+        --shift moderate severe heldout --adapt --save-dir models \\
+        --candidates 'acq={"augment": "acquisition"}' \\
+        'feat={"mode": "features", "image_size": 224}' --out scored.json
+
+``--shift heldout`` is ``shift_levers.HELDOUT_PRESET``; any pipeline string
+of ``simulate_acquisition`` (``markers:3``, ``zoom_out:2+resample:2``) works.
+``--reuse`` loads a model saved by an earlier run with ``--save-dir`` and
+scores it again instead of refitting.
+
 Candidates are ``name=<JSON of constructor parameters>``. Results (one row
 per candidate and seed, with the per-epoch history) go to
 ``benchmarks/results/<out>``, rewritten after every fit;
@@ -43,10 +55,6 @@ import numpy as np  # noqa: E402
 logger = logging.getLogger("finetune_levers")
 
 SCORED = {"image_size": 128, "max_epochs": 4}
-
-#: ``--shift heldout``: the steps of ``shift_levers.HELDOUT_PRESET``, none of
-#: which the training augmentation draws.
-HELDOUT = [("resample", 2), ("unsharp", 2), ("border", 1), ("markers", 1)]
 
 
 def split(data, n_train, n_test, seed):
@@ -275,10 +283,12 @@ def main(argv=None):
         train, test = split(data, args.n_train, args.n_test, seed)
         shifted = {}
         if args.shift:
+            from shift_levers import HELDOUT_PRESET
+
             simulate = load_shift()
             shifted = {
                 level: simulate(list(data["paths"][test]),
-                                HELDOUT if level == "heldout" else level,
+                                HELDOUT_PRESET if level == "heldout" else level,
                                 random_state=seed)
                 for level in args.shift
             }

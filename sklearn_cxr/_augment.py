@@ -294,15 +294,10 @@ def photometric_augmentation(augment):
 
 
 def resolve_augment_copies(augment_copies, augment):
-    """Feature mode's number of augmented copies of each training image.
-
-    ``"auto"`` is 2 where ``augment`` is ``"acquisition"`` or ``"framing"``
-    and 0 otherwise; an integer is kept (0 when ``augment`` is off).
-    """
+    """Feature mode's number of augmented copies of each training image:
+    ``augment_copies``, or 0 when ``augment`` is off."""
     if augment is None or augment is False:
         return 0
-    if augment_copies == "auto":
-        return 2 if augment in ("acquisition", "framing") else 0
     return int(augment_copies)
 
 

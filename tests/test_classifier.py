@@ -41,7 +41,8 @@ def test_default_parameters_match_the_spec():
     expected = dict(
         backbone="resnet18", weights="DEFAULT", mode="finetune", image_size=224,
         hidden_units=(), dropout=0.0, max_epochs=10, batch_size=32, lr=1e-3,
-        freeze_epochs=1, class_weight="balanced", augment=True,
+        freeze_epochs=1, class_weight="balanced", augment="acquisition",
+        augment_copies=0,
         final_estimator=None,
         device="auto", num_workers=0, random_state=None, verbose=0,
     )

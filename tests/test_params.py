@@ -56,7 +56,7 @@ DOCUMENTED = {
     "class_weight": ["balanced", None, {"NORMAL": 1.0, "PNEUMONIA": 2.0}],
     "augment": [True, False, "geometric", "acquisition", "framing",
                 lambda image: image],
-    "augment_copies": ["auto", 0, 3],
+    "augment_copies": [0, 3, np.int64(2)],
     "final_estimator": [
         None,
         LogisticRegression(),
@@ -130,7 +130,8 @@ def test_resume_with_a_checkpoint_dir_passes(tmp_path):
         ({"mode": "frozen"}, InvalidParameterError, "'mode' parameter"),
         ({"augment_copies": -1}, InvalidParameterError, "'augment_copies' param"),
         ({"augment_copies": 1.5}, InvalidParameterError, "'augment_copies' param"),
-        ({"augment_copies": True}, ValueError, "augment_copies must be 'auto' or"),
+        ({"augment_copies": True}, ValueError, "augment_copies must be a number"),
+        ({"augment_copies": "auto"}, InvalidParameterError, "'augment_copies' pa"),
         ({"backbone": 3}, InvalidParameterError, "'backbone' parameter"),
         ({"device": 0}, InvalidParameterError, "'device' parameter"),
         ({"device": "gpu"}, ValueError, r"Unknown device 'gpu'"),
