@@ -127,7 +127,8 @@ default="acquisition"
         Feature mode: how many augmented copies of each training image
         (``augment``'s photometric part, no geometric moves) are embedded to
         train the final estimator beside the originals; fit embeds
-        ``1 + augment_copies`` times as many images, prediction is unchanged.
+        ``1 + augment_copies`` times as many images (at most 100 copies),
+        prediction is unchanged.
         Off by default: on the shift proxy it helped only against the shifts
         it draws (:ref:`benchmarks`).
         A callable (e.g. a ``torchvision.transforms.v2`` transform) replaces
@@ -302,7 +303,8 @@ default="acquisition"
             callable,
             Hidden(None),
         ],
-        "augment_copies": [Interval(Integral, 0, None, closed="left")],
+        # each copy is one more embedding pass over the training images
+        "augment_copies": [Interval(Integral, 0, 100, closed="both")],
         "final_estimator": [HasMethods(["fit"]), None],
         "validation_fraction": [
             Interval(Real, 0, 0.5, closed="neither"),

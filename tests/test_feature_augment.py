@@ -132,3 +132,20 @@ def test_copies_with_adaptation_keep_their_site(make_blobs):
     assert clf.final_estimator_.X_.shape[0] == 60
     assert clf.classes_.tolist() == ["NORMAL", "PNEUMONIA"]
     assert clf.predict_proba(Xt).shape == (10, 2)
+
+
+@pytest.mark.parametrize("bad", [-1, 101, 10**30, True, "many"])
+def test_model_file_with_bad_copies_is_refused(make_blobs, tmp_path, bad):
+    from _helpers import rewrite_config, tiny_resnet_classifier
+
+    from sklearn_cxr.exceptions import ModelFileError
+
+    X, y, _ = make_blobs(20, 32)
+    path = tiny_resnet_classifier("features").fit(X, y).save(tmp_path / "m.cxr")
+
+    def edit(config):
+        config["params"]["augment_copies"] = bad
+
+    edited = rewrite_config(path, tmp_path / "bad.cxr", edit)
+    with pytest.raises(ModelFileError, match="augment_copies"):
+        PretrainedCNNClassifier.load(edited)

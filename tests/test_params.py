@@ -130,6 +130,7 @@ def test_resume_with_a_checkpoint_dir_passes(tmp_path):
         ({"mode": "frozen"}, InvalidParameterError, "'mode' parameter"),
         ({"augment_copies": -1}, InvalidParameterError, "'augment_copies' param"),
         ({"augment_copies": 1.5}, InvalidParameterError, "'augment_copies' param"),
+        ({"augment_copies": 101}, InvalidParameterError, r"range \[0, 100\]"),
         ({"augment_copies": True}, ValueError, "augment_copies must be a number"),
         ({"augment_copies": "auto"}, InvalidParameterError, "'augment_copies' pa"),
         ({"backbone": 3}, InvalidParameterError, "'backbone' parameter"),
