@@ -25,7 +25,8 @@ that fraction), ``px128``/``px160``/``px288``, ``lite2`` (EfficientNet-Lite2 at 
 detail that noise, sharpening and JPEG change), ``median3`` (3x3 median
 filter), ``blur1`` (Gaussian blur, sigma 1), ``detail128`` (the package's
 ``detail_size=128``, feature mode's default: what ``lowpass128`` does, by the
-estimator's own transform).
+estimator's own transform), ``lungmask128`` (``detail128`` on images blacked
+out outside a widened two-ellipse lung prior: lung-field masking, item 4).
 
 ``--train-aug K`` adds K copies of every training image through
 :func:`sklearn_cxr._augment.acquisition_augmentation` (the training-time
@@ -101,6 +102,21 @@ def _lowpass(size):
     return lowpass
 
 
+def _lungmask(img):
+    """Black out all but the lung fields: the two-ellipse lung prior of
+    ``lung_focus.py``, its half-axes widened by 35% (width) and 30% (height)
+    so that lungs off the mean position keep most of their area."""
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    u, v = (xx + 0.5) / w, (yy + 0.5) / h
+    keep = np.zeros((h, w), bool)
+    for cx in (0.29, 0.71):
+        keep |= ((u - cx) / (0.16 * 1.35)) ** 2 + ((v - 0.50) / (0.29 * 1.3)) ** 2 <= 1
+    out = np.array(img, copy=True)
+    out[~keep] = 0
+    return out
+
+
 def _median3(img):
     from PIL import Image, ImageFilter
 
@@ -156,6 +172,7 @@ VARIANTS = {
     "median3": ({}, _median3),
     "blur1": ({}, _blur1),
     "detail128": ({"detail_size": 128}, None),
+    "lungmask128": ({"detail_size": 128}, _lungmask),
 }
 
 #: A pipeline of steps the training augmentation does not draw (see above).
