@@ -271,7 +271,8 @@ def acquisition_augmentation():
 
 
 def photometric_augmentation(augment):
-    """The photometric part of ``augment``, for feature mode's copies.
+    """The photometric part of ``augment``: the last step of fine-tuning's
+    training transform, and what feature mode's copies draw.
 
     ``"acquisition"`` and ``"framing"`` give the transforms of those names;
     True or ``"geometric"`` the brightness and contrast jitter of the

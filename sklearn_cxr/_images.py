@@ -620,16 +620,9 @@ default=True
             ),
             v2.ToDtype(torch.float32, scale=True),
         ]
-        if augment == "acquisition":
-            from ._augment import acquisition_augmentation
+        from ._augment import photometric_augmentation
 
-            steps.append(acquisition_augmentation())
-        elif augment == "framing":
-            from ._augment import framing_augmentation
-
-            steps.append(framing_augmentation())
-        else:
-            steps.append(v2.ColorJitter(brightness=0.2, contrast=0.2))
+        steps.append(photometric_augmentation(augment))
     else:
         steps += [
             v2.Resize((image_size, image_size), interpolation=mode, antialias=True),

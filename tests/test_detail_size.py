@@ -9,7 +9,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from _helpers import rewrite_config
+from _helpers import rewrite_config, tiny_resnet_classifier
 
 from sklearn_cxr import Preprocessing, PretrainedCNNClassifier, PretrainedFeatures
 from sklearn_cxr._preprocessing import AUTO_DETAIL_SIZE, resolve_detail_size
@@ -30,17 +30,7 @@ def _images(n=8, size=48, seed=0):
 
 
 def _classifier(mode, **params):
-    defaults = dict(
-        backbone="resnet18",
-        weights=None,
-        image_size=48,
-        max_epochs=1,
-        batch_size=8,
-        random_state=0,
-        validation_fraction=None,
-        mode=mode,
-    )
-    return PretrainedCNNClassifier(**{**defaults, **params})
+    return tiny_resnet_classifier(mode, **{"image_size": 48, "batch_size": 8, **params})
 
 
 @pytest.mark.parametrize(
